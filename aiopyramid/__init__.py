@@ -1,0 +1,41 @@
+"""Run Pyramid applications on asyncio.
+
+``config.include('aiopyramid')`` makes coroutine views (``async def``, or the
+legacy generator style) run on the event loop and every other view run in a
+thread pool, so an existing application keeps working unchanged while new
+views go asynchronous.  See :mod:`aiopyramid.helpers` for the bridge that
+lets plain code wait for coroutines.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import _threadlocal
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+
+__all__ = ["includeme"]
+
+__version__ = "1.0.0.dev0"
+
+
+def includeme(config: Configurator) -> None:
+    """Set aiopyramid up in a Pyramid configuration.
+
+    * :class:`~aiopyramid.config.CoroutineOrExecutorMapper` becomes the default
+      view mapper (``config.set_view_mapper(None)`` restores Pyramid's own);
+    * Pyramid's current request and registry are kept per request rather than
+      per thread, so interleaved requests never see each other's;
+    * the ``aiopyramid.executor.max_workers`` setting, if given, sizes a thread
+      pool of its own for plain views; otherwise they run in the loop's
+      default executor (which ``loop.set_default_executor`` may replace).
+    """
+    from .config import CoroutineOrExecutorMapper, IExecutor, executor_from_settings
+
+    _threadlocal.install()
+    config.set_view_mapper(CoroutineOrExecutorMapper)
+    executor = executor_from_settings(config.get_settings())
+    if executor is not None:
+        config.registry.registerUtility(executor, IExecutor)

@@ -1,0 +1,228 @@
+"""View mappers that run coroutine views on the loop and plain views in threads.
+
+A view mapper is the innermost of Pyramid's view derivers: what it returns is
+secured, cached, decorated and rendered like any view.  These mappers build on
+Pyramid's :class:`~pyramid.viewderivers.DefaultViewMapper` (which already
+knows about classes, ``attr`` and request-only views) and only change how the
+view is called:
+
+* a *coroutine view* is called in the request's greenlet; the coroutine it
+  returns runs on the event loop while the greenlet waits;
+* a *plain view* runs on a thread of the executor while the greenlet waits, so
+  blocking code never stops the loop.
+
+Whatever the view returns, if it turns out to be awaitable (a lambda or
+decorator that returns a coroutine), it is awaited before Pyramid sees it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from concurrent.futures import Executor
+from typing import Any
+
+from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import IViewMapper, IViewMapperFactory
+from pyramid.viewderivers import DefaultViewMapper
+from zope.interface import Interface, implementer, provider
+
+from .helpers import (
+    _running_loop,
+    allow_yield_from,
+    home_loop,
+    is_generator,
+    wait_for,
+)
+
+__all__ = [
+    "AsyncioMapperBase",
+    "CoroutineMapper",
+    "CoroutineOrExecutorMapper",
+    "ExecutorMapper",
+    "IExecutor",
+    "is_coroutine_view",
+]
+
+ViewCallable = Any  # (context, request) -> response
+
+
+class IExecutor(Interface):
+    """Marker for the :class:`concurrent.futures.Executor` that runs plain views.
+
+    Registered by :func:`aiopyramid.includeme` when the
+    ``aiopyramid.executor.max_workers`` setting is given; without it the
+    loop's default executor is used.
+    """
+
+
+def _view_target(view: Any, attr: str | None) -> Any:
+    """The callable whose kind decides how ``view`` is run."""
+    if attr is not None:
+        return getattr(view, attr, None)
+    if inspect.isclass(view):
+        return getattr(view, "__call__", None)
+    if inspect.isroutine(view) or isinstance(view, functools.partial):
+        return view
+    return type(view).__call__  # a callable instance
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    # Follow functools.wraps wrappers: a wrapper of a coroutine function is
+    # either a coroutine function itself, returns a coroutine (awaited by the
+    # mapper) or waits for it by itself (a synchronized function); all three
+    # are fine to call in the request's greenlet.
+    seen = set()
+    while func is not None and id(func) not in seen:
+        seen.add(id(func))
+        while isinstance(func, functools.partial):
+            func = func.func
+        if is_generator(func):
+            return True
+        func = getattr(func, "__wrapped__", None)
+    return False
+
+
+def is_coroutine_view(view: Any, attr: str | None = None) -> bool:
+    """Return whether ``view`` (with ``attr``) is a coroutine view.
+
+    True for ``async def`` functions, legacy generator functions, partials and
+    ``functools.wraps`` wrappers of those, instances or classes whose
+    ``__call__`` is one, and classes whose ``attr`` method is one.
+    """
+    return _is_coroutine_function(_view_target(view, attr))
+
+
+def _await_result(result: Any, view: Any) -> Any:
+    if inspect.isawaitable(result):
+        return wait_for(result, f"coroutine view {_describe(view)}")
+    return result
+
+
+def _describe(view: Any) -> str:
+    return getattr(view, "__qualname__", None) or repr(view)
+
+
+@implementer(IViewMapper)
+@provider(IViewMapperFactory)
+class AsyncioMapperBase(DefaultViewMapper):
+    """Base of the aiopyramid view mappers; subclasses choose how views run.
+
+    :meth:`run_in_greenlet` and :meth:`run_in_executor` wrap a view mapped by
+    Pyramid's default mapper.  Both return plain ``(context, request)``
+    callables that hand Pyramid the view's final result.
+    """
+
+    def __call__(self, view: Any) -> ViewCallable:
+        """Map ``view`` into a ``(context, request)`` callable."""
+        mapped = super().__call__(view)
+        if is_coroutine_view(view, self.attr):
+            allow_yield_from(_view_target(view, self.attr))
+            return self.run_in_greenlet(view, mapped)
+        return self.run_in_executor(view, mapped)
+
+    def run_in_greenlet(self, view: Any, mapped: ViewCallable) -> ViewCallable:
+        """Call ``mapped`` in the request's greenlet and wait for its coroutine.
+
+        The coroutine runs on the event loop, in the request's context.
+        """
+
+        def coroutine_view(context: Any, request: Any) -> Any:
+            return _await_result(mapped(context, request), view)
+
+        return _preserve(coroutine_view, mapped)
+
+    def run_in_executor(self, view: Any, mapped: ViewCallable) -> ViewCallable:
+        """Call ``mapped`` on an executor thread while the request's greenlet waits.
+
+        The thread runs in a copy of the request's context, so Pyramid's
+        current request and registry, and the caller's context variables, are
+        there too.  The request body is read first (so ``request.POST`` works
+        in the thread) and ``wsgi.file_wrapper`` is removed from the environ.
+        Called where no event loop runs (already on a thread), the view is
+        simply called.
+        """
+
+        def executor_view(context: Any, request: Any) -> Any:
+            loop = _running_loop()
+            if loop is None:
+                return _await_result(mapped(context, request), view)
+            request.make_body_seekable()
+            request.environ.pop("wsgi.file_wrapper", None)
+            executor = request.registry.queryUtility(IExecutor)
+            thread_context = contextvars.copy_context()
+            thread_context.run(home_loop.set, loop)
+            # Crossing to a pool thread: the greenlet waits for the future on
+            # the loop, which keeps serving other requests meanwhile.
+            future = loop.run_in_executor(
+                executor, thread_context.run, mapped, context, request
+            )
+            result = wait_for(future, f"view {_describe(view)}")
+            return _await_result(result, view)
+
+        return _preserve(executor_view, mapped)
+
+
+def _preserve(wrapper: ViewCallable, mapped: ViewCallable) -> ViewCallable:
+    text = getattr(mapped, "__text__", None)
+    if text is not None:
+        wrapper.__text__ = text  # type: ignore[attr-defined]
+    return wrapper
+
+
+class CoroutineOrExecutorMapper(AsyncioMapperBase):
+    """Run coroutine views on the loop and every other view in the executor.
+
+    The default view mapper once ``config.include('aiopyramid')`` has run.
+    """
+
+
+class CoroutineMapper(AsyncioMapperBase):
+    """Accept only coroutine views; anything else is a configuration error."""
+
+    def __call__(self, view: Any) -> ViewCallable:
+        """Map a coroutine view, refusing any other kind."""
+        if not is_coroutine_view(view, self.attr):
+            raise ConfigurationError(
+                f"CoroutineMapper maps coroutine views only, and "
+                f"{_describe(view)} is a plain callable. Define it with "
+                "`async def`, or map it with ExecutorMapper "
+                "(view_config(mapper=ExecutorMapper))."
+            )
+        return super().__call__(view)
+
+
+class ExecutorMapper(AsyncioMapperBase):
+    """Run every view in the executor; coroutine views are refused."""
+
+    def __call__(self, view: Any) -> ViewCallable:
+        """Map a plain view, refusing coroutine views."""
+        if is_coroutine_view(view, self.attr):
+            raise ConfigurationError(
+                f"ExecutorMapper runs plain views in threads, and "
+                f"{_describe(view)} is a coroutine view. Map it with "
+                "CoroutineMapper or CoroutineOrExecutorMapper instead."
+            )
+        mapped = DefaultViewMapper.__call__(self, view)
+        return self.run_in_executor(view, mapped)
+
+
+def executor_from_settings(settings: dict[str, Any]) -> Executor | None:
+    """Build the executor that ``aiopyramid.executor.max_workers`` asks for."""
+    value = settings.get("aiopyramid.executor.max_workers")
+    if value in (None, ""):
+        return None
+    try:
+        max_workers = int(value)
+        if max_workers < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"aiopyramid.executor.max_workers must be a positive integer, "
+            f"not {value!r}. Set it to the number of threads for plain views, "
+            "or leave it out to use the event loop's default executor."
+        ) from None
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aiopyramid")

@@ -1,0 +1,19 @@
+"""Exceptions raised by aiopyramid."""
+
+from __future__ import annotations
+
+__all__ = ["AiopyramidError", "ScopeError"]
+
+
+class AiopyramidError(Exception):
+    """Base class of every exception aiopyramid raises on its own account."""
+
+
+class ScopeError(AiopyramidError):
+    """Code that must wait for a coroutine ran where it cannot wait.
+
+    Raised, for example, when a :func:`~aiopyramid.helpers.synchronize`-d
+    function is called from the greenlet that runs the event loop (waiting
+    there would block every other request), or from a thread that has no
+    event loop to hand the coroutine to.  The message says what to do instead.
+    """
