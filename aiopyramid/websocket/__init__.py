@@ -1,0 +1,1 @@
+"""WebSocket support: one ``ws`` interface on gunicorn, ASGI servers and uWSGI."""
