@@ -231,7 +231,7 @@ async def _drive(func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         try:
             value = await switched
         except BaseException as exc:  # cancellation included: unwind the child
-            switched = child.throw(exc)
+            switched = child.throw(type(exc), exc, exc.__traceback__)
         else:
             switched = child.switch(value)
     return switched
