@@ -486,3 +486,39 @@ def test_spawn_on_scope_error_elsewhere_reraises():
     """Where no loop runs at all, the ScopeError is not hidden."""
     with pytest.raises(ScopeError):
         needs_greenlet(1)
+
+
+def test_non_strict_in_child_greenlet_waits(run):
+    """Non-strict synchronize waits for the coroutine in a child greenlet."""
+
+    @synchronize(strict=False)
+    async def eight():
+        await asyncio.sleep(0)
+        return 8
+
+    assert run(spawn_greenlet(eight)) == 8
+
+
+class LegacyCallable:
+    def __call__(self, x):
+        yield from asyncio.sleep(0)
+        return x
+
+    def method(self, x):
+        yield from asyncio.sleep(0)
+        return -x
+
+
+def test_allow_yield_from_reaches_behind_methods_partials_and_instances(run):
+    """Legacy generators behind methods, partials and instances get flagged."""
+    from aiopyramid.helpers import allow_yield_from
+
+    instance = LegacyCallable()
+    allow_yield_from(instance)
+    allow_yield_from(functools.partial(instance.method, 1))
+    allow_yield_from(None)  # not callable: ignored
+
+    async def both():
+        return await instance(2), await instance.method(3)
+
+    assert run(both()) == (2, -3)
