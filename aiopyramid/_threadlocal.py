@@ -20,7 +20,9 @@ from pyramid.threadlocal import ThreadLocalManager
 
 # An immutable tuple per context: a copied context starts from the same stack,
 # and pushing or popping in one never changes what another sees.
-_stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("aiopyramid.threadlocal_stack", default=())
+_stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "aiopyramid.threadlocal_stack", default=()
+)
 
 
 class ContextLocalManager(ThreadLocalManager):

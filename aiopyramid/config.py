@@ -62,7 +62,7 @@ def _view_target(view: Any, attr: str | None) -> Any:
     if attr is not None:
         return getattr(view, attr, None)
     if inspect.isclass(view):
-        return getattr(view, "__call__", None)
+        return view.__call__
     if inspect.isroutine(view) or isinstance(view, functools.partial):
         return view
     return type(view).__call__  # a callable instance

@@ -48,7 +48,8 @@ def coroutine_logger_tween_factory(
 ) -> Callable[[Any], Any]:
     """Make a tween that logs each request and its outcome asynchronously.
 
-    Add it with ``config.add_tween('aiopyramid.tweens.coroutine_logger_tween_factory')``.
+    Add it with
+    ``config.add_tween('aiopyramid.tweens.coroutine_logger_tween_factory')``.
     Records go to the ``aiopyramid.tweens`` logger at INFO level.
     """
 

@@ -37,7 +37,9 @@ def plain_await(work: Callable[[], Awaitable[int]], n: int) -> Awaitable[None]:
     return run()
 
 
-def aiopyramid_synchronize(work: Callable[[], Awaitable[int]], n: int) -> Awaitable[None]:
+def aiopyramid_synchronize(
+    work: Callable[[], Awaitable[int]], n: int
+) -> Awaitable[None]:
     waiting = synchronize(work)
 
     def body() -> None:
@@ -47,7 +49,9 @@ def aiopyramid_synchronize(work: Callable[[], Awaitable[int]], n: int) -> Awaita
     return spawn_greenlet(body)
 
 
-def sqlalchemy_await_only(work: Callable[[], Awaitable[int]], n: int) -> Awaitable[None]:
+def sqlalchemy_await_only(
+    work: Callable[[], Awaitable[int]], n: int
+) -> Awaitable[None]:
     def body() -> None:
         for _ in range(n):
             await_only(work())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from pyramid.authentication import RemoteUserAuthenticationPolicy
 from pyramid.authorization import ACLAuthorizationPolicy, Allow, Authenticated
 from pyramid.response import Response
@@ -108,7 +107,10 @@ class AsyncPolicy:
 
     async def permits(self, request, context, permission):
         identity = await self.identity(request)
-        return identity is not None and permission in ("view", *USERS[identity["userid"]])
+        return identity is not None and permission in (
+            "view",
+            *USERS[identity["userid"]],
+        )
 
     def remember(self, request, userid, **kw):
         return [("X-Remember", userid)]
@@ -142,8 +144,7 @@ def test_security_policy_with_coroutine_methods(run):
     app = make_app(setup)
     alice = {"X-User": "alice"}
     assert run(get(app, "/me", headers=alice)).text == (
-        "{'userid': 'alice'} alice True "
-        "[('X-Remember', 'alice'), ('X-Forget', 'yes')]"
+        "{'userid': 'alice'} alice True [('X-Remember', 'alice'), ('X-Forget', 'yes')]"
     )
     assert run(get(app, "/me", headers={"X-User": "nobody"})).status_int == 403
     assert run(get(app, "/plain", headers={"X-User": "bob"})).text == (

@@ -101,12 +101,12 @@ def test_200_interleaved_requests_keep_their_own_state(run):
         paths = [f"/r{i}" for i in range(200)]
         apps = [coroutine_app if i % 2 else plain_app for i in range(200)]
         responses = await asyncio.gather(
-            *(get(app, path) for app, path in zip(apps, paths))
+            *(get(app, path) for app, path in zip(apps, paths, strict=True))
         )
         return paths, responses
 
     paths, responses = run(all_at_once())
-    for path, response in zip(paths, responses):
+    for path, response in zip(paths, responses, strict=True):
         name = path.strip("/")
         assert response.status_int == 200, response.text
         assert response.text == f"{name} True {name} True"

@@ -133,9 +133,7 @@ def test_plain_views_run_in_the_executor(run, name):
 
 def test_lambda_returning_coroutine_is_awaited(run):
     """A plain callable that returns a coroutine has that coroutine awaited."""
-    app = make_app(
-        lambda c: c.add_view(lambda request: async_view(request), name="v")
-    )
+    app = make_app(lambda c: c.add_view(lambda request: async_view(request), name="v"))
     assert run(get(app, "/v")).text == "loop"
 
 

@@ -116,7 +116,9 @@ def test_synchronize_in_loop_greenlet_strict_raises_scope_error(run):
     """Strict synchronize called on the loop's greenlet says to await or spawn."""
 
     async def on_loop():
-        with pytest.raises(ScopeError, match=r"Await the coroutine directly.*spawn_greenlet"):
+        with pytest.raises(
+            ScopeError, match=r"Await the coroutine directly.*spawn_greenlet"
+        ):
             double(1)
 
     run(on_loop())  # an un-awaited coroutine would fail the run (RuntimeWarning)
@@ -389,9 +391,7 @@ def test_run_in_greenlet_cancelled_work_cancels_future(run, loop):
         future = loop.create_future()
         dead = greenlet.greenlet(lambda: None)
         dead.switch()
-        task = loop.create_task(
-            run_in_greenlet(dead, future, asyncio.sleep, 3600)
-        )
+        task = loop.create_task(run_in_greenlet(dead, future, asyncio.sleep, 3600))
         await asyncio.sleep(0)
         task.cancel()
         await asyncio.sleep(0)

@@ -51,9 +51,12 @@ def test_new_threads_keep_the_context_stack():
     def scenario():
         manager.push({"request": "req", "registry": "reg"})
         context = contextvars.copy_context()
-        thread = threading.Thread(target=context.run, args=(lambda: seen.append(
-            (manager.get()["request"], get_current_registry())
-        ),))
+        thread = threading.Thread(
+            target=context.run,
+            args=(
+                lambda: seen.append((manager.get()["request"], get_current_registry())),
+            ),
+        )
         thread.start()
         thread.join()
         manager.pop()

@@ -72,7 +72,9 @@ def comparable(result):
     }
 
 
-segment = st.one_of(st.sampled_from([*NAMES, "missing", "@@edit", "..", ""]), st.text(max_size=3))
+segment = st.one_of(
+    st.sampled_from([*NAMES, "missing", "@@edit", "..", ""]), st.text(max_size=3)
+)
 paths = st.lists(segment, max_size=6).map(lambda parts: "/" + "/".join(parts))
 
 

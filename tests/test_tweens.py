@@ -9,7 +9,6 @@ from pyramid.response import Response
 
 from .conftest import get, make_app
 
-
 order = []
 
 
