@@ -1,0 +1,29 @@
+"""Sphinx configuration for aiopyramid's documentation."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+
+project = "aiopyramid"
+author = "the aiopyramid developers"
+copyright = "2026, the aiopyramid developers"
+release = "1.0.0.dev0"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+]
+
+intersphinx_mapping = {}  # no network here: references stay local
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+nitpicky = False
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+doctest_global_setup = """
+import asyncio
+import sys
+"""
