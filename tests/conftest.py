@@ -52,3 +52,11 @@ def live_spawned_greenlets() -> list[greenlet.greenlet]:
     return [
         g for g in gc.get_objects() if isinstance(g, _SpawnedGreenlet) and not g.dead
     ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def nothing_left_behind() -> Iterator[None]:
+    """After the whole run, no spawned greenlet is still alive."""
+    yield
+    leftovers = live_spawned_greenlets()
+    assert not leftovers, f"greenlets left alive: {leftovers}"
