@@ -1,0 +1,1 @@
+"""Project templates for ``pcreate`` (installed as ``aiopyramid.scaffolds``)."""

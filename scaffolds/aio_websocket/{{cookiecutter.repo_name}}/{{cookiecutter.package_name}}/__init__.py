@@ -1,0 +1,15 @@
+"""{{ cookiecutter.project_name }}: a websocket echo application on asyncio."""
+
+from pyramid.config import Configurator
+
+
+def main(global_config, **settings):
+    """Build the WSGI application; ``pserve`` calls this with the ini's settings."""
+    with Configurator(settings=settings) as config:
+        config.include("aiopyramid")
+        config.include("pyramid_jinja2")
+        config.add_static_view("static", "static", cache_max_age=3600)
+        config.add_route("home", "/")
+        config.add_route("echo", "/echo")
+        config.scan(".views")
+    return config.make_wsgi_app()
