@@ -35,6 +35,7 @@ setup(
             "webtest>=3",
             "sqlalchemy[asyncio]>=2",
             "hypothesis>=6",
+            "cookiecutter>=2",
         ],
     },
     classifiers=[

@@ -111,7 +111,10 @@ def check_project_name(project_name: str, package_name: str) -> None:
             f"{package_name!r}, which is not a valid Python identifier. Use "
             "letters, digits and underscores, starting with a letter."
         )
-    if importlib.util.find_spec(package_name) is not None:
+    spec = importlib.util.find_spec(package_name)
+    # A bare folder (a namespace package, such as the target itself when run
+    # from its parent) clashes with nothing.
+    if spec is not None and spec.origin not in (None, "namespace"):
         raise PcreateError(
             f"A module named {package_name!r} can already be imported here, so "
             "the new package would clash with it. Choose another project name."
