@@ -1,0 +1,144 @@
+"""Building a PEP 3333 environ from an ASGI ``http`` or ``websocket`` scope.
+
+This is the only place in aiopyramid that turns a connection into an environ
+(the gunicorn worker serves the ASGI bridge, so it comes through here too).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+# Headers that PEP 3333 names without the HTTP_ prefix.
+_UNPREFIXED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+# Header names seen before, mapped to their environ key: most requests repeat
+# the same few dozen names, and building the key is a measurable share of
+# the environ's cost.
+_keys: dict[bytes, str] = {}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits on the request head, as gunicorn's settings of the same names.
+
+    A request over a limit is answered ``400 Bad Request`` before the
+    application is called.  Zero means no limit.
+    """
+
+    #: Longest request line (method, target and protocol), in bytes.
+    request_line: int = 4094
+    #: Most header fields.
+    request_fields: int = 100
+    #: Longest header field (name and value), in bytes.
+    request_field_size: int = 8190
+
+
+class LimitExceeded(Exception):
+    """The request head breaks one of the :class:`Limits`; the message says which."""
+
+
+def _key(name: bytes) -> str:
+    key = _keys.get(name)
+    if key is None:
+        key = _UNPREFIXED.get(name) or "HTTP_" + name.decode("latin-1").upper().replace(
+            "-", "_"
+        )
+        if len(_keys) < 512:  # bounded: names are chosen by clients
+            _keys[name] = key
+    return key
+
+
+def _paths(scope: dict[str, Any]) -> tuple[str, str, bytes]:
+    """Return SCRIPT_NAME, PATH_INFO (latin-1 text of raw bytes) and the raw path."""
+    root_path: str = scope.get("root_path", "")
+    raw = scope.get("raw_path")
+    if raw:
+        raw = raw.split(b"?", 1)[0]
+        path = unquote_to_bytes(raw).decode("latin-1")
+    else:
+        path = scope["path"].encode("utf-8").decode("latin-1")
+        raw = path.encode("latin-1")
+    script = root_path.encode("utf-8").decode("latin-1")
+    # ASGI servers include root_path in path; WSGI keeps them apart.
+    if script and (path == script or path.startswith(script + "/")):
+        path = path[len(script) :]
+    return script, path, raw
+
+
+def build_environ(
+    scope: dict[str, Any], body: Any, limits: Limits | None = None
+) -> dict[str, Any]:
+    """Return the WSGI environ for ``scope`` with ``body`` as ``wsgi.input``.
+
+    Repeated headers are joined with ``","`` (``Cookie`` with ``"; "``);
+    ``Connection`` and ``Upgrade`` are kept, so a websocket upgrade is seen by
+    Pyramid as a ``GET`` with its upgrade headers.  Raises
+    :class:`LimitExceeded` when the head breaks ``limits``.
+    """
+    script_name, path_info, raw_path = _paths(scope)
+    query: bytes = scope.get("query_string", b"")
+    kind = scope["type"]
+    scheme = scope.get("scheme") or ("ws" if kind == "websocket" else "http")
+    url_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    protocol = "HTTP/" + scope.get("http_version", "1.1")
+    method = scope.get("method", "GET")
+    if limits is not None and limits.request_line:
+        line = len(method) + len(raw_path) + len(query) + len(protocol) + 3
+        if line > limits.request_line:
+            raise LimitExceeded(
+                f"Request line is {line} bytes long, more than {limits.request_line}"
+            )
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query.decode("latin-1"),
+        "RAW_URI": raw_path.decode("latin-1") + ("?" + query.decode("latin-1"))
+        if query
+        else raw_path.decode("latin-1"),
+        "SERVER_PROTOCOL": protocol,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.input": body,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "asgi.scope": scope,
+    }
+    headers = scope["headers"]
+    if limits is not None and 0 < limits.request_fields < len(headers):
+        raise LimitExceeded(
+            f"Request has {len(headers)} header fields, more than "
+            f"{limits.request_fields}"
+        )
+    field_limit = limits.request_field_size if limits is not None else 0
+    for name, value in headers:
+        if field_limit and len(name) + len(value) + 2 > field_limit:
+            raise LimitExceeded(
+                f"Request header field {name.decode('latin-1')!r} is longer than "
+                f"{field_limit} bytes"
+            )
+        key = _key(name)
+        text = value.decode("latin-1")
+        old = environ.get(key)
+        if old is not None:
+            text = old + ("; " if key == "HTTP_COOKIE" else ",") + text
+        environ[key] = text
+    server = scope.get("server")
+    if server and server[1] is not None:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    else:  # a unix socket: take the name the client used
+        host = environ.get("HTTP_HOST", "localhost")
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            name, port = host, _DEFAULT_PORTS.get(url_scheme, "80")
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    return environ

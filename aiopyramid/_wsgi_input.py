@@ -1,0 +1,63 @@
+"""``wsgi.input`` for the ASGI bridge: the request body, read before the app runs.
+
+The body is read on the loop, as the server delivers it, before the
+application is called: WSGI code (a coroutine view included, which runs on the
+loop and cannot wait) then reads ``request.body`` like any file.  Small bodies
+stay in memory; past ``spool_size`` bytes they go to an anonymous temporary
+file, so a large upload costs disk, not memory.  A declared
+``Content-Length`` over the limit is refused before the client sends the body
+(a client that sent ``Expect: 100-continue`` never gets its ``100``); a
+chunked body is refused as soon as it grows past the limit.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import IO, Any
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: Bodies larger than this many bytes are kept in a temporary file.
+SPOOL_SIZE = 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than the configured maximum (answered 413)."""
+
+
+async def read_body(
+    receive: Receive, limit: int | None, spool_size: int = SPOOL_SIZE
+) -> tuple[IO[bytes], int] | None:
+    """Read the whole body; return the file (at its start) and its size.
+
+    Returns ``None`` if the client disconnected first.  Raises
+    :class:`BodyTooLarge` past ``limit`` bytes (``None``: no limit).
+    """
+    memory = io.BytesIO()
+    target: IO[bytes] = memory
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            target.close()
+            return None
+        chunk = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        size += len(chunk)
+        if limit is not None and size > limit:
+            target.close()
+            raise BodyTooLarge(size)
+        if target is memory and size > spool_size:
+            # Past the spool size the body moves to disk: memory stays bounded
+            # whatever the upload's size.
+            # (Writing to a fresh temporary file lands in the page cache: a
+            # short stall of the loop, paid only by large bodies.)
+            target = tempfile.TemporaryFile(prefix="aiopyramid-body-")  # noqa: SIM115
+            target.write(memory.getbuffer())
+            memory.close()
+        target.write(chunk)
+    target.seek(0)
+    return target, size

@@ -1,0 +1,1 @@
+"""Gunicorn support: :class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`."""

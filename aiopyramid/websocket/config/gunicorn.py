@@ -1,0 +1,128 @@
+"""Websocket views served by ``AsyncGunicornWorker`` or any ASGI server.
+
+The upgrade request reaches Pyramid through :mod:`aiopyramid.asgi` as a
+``GET`` with its upgrade headers, so routes, traversal, predicates, tweens
+and security decide about it like about any request; the ASGI connection
+waits in the environ.  When the view is reached, the mapper accepts the
+handshake (choosing a subprotocol if the view speaks any), hands the view the
+``ws`` object, and closes the connection when the view returns.  A view that
+refuses (raises ``HTTPForbidden``, fails a permission) never gets here: the
+handshake is refused with that response's status.
+
+The protocol itself (framing, ping/pong, size limits, compression) is the
+server's: uvicorn in the gunicorn worker, built on the ``websockets``
+library; its settings are described in :mod:`aiopyramid.gunicorn.worker`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from pyramid.httpexceptions import HTTPBadRequest
+from pyramid.interfaces import IViewMapper, IViewMapperFactory
+from zope.interface import implementer, provider
+
+from ...asgi import WEBSOCKET_KEY
+from ...helpers import allow_yield_from, wait_for
+from .._asgi import ASGIWebsocket
+from ..exceptions import WebsocketClosed
+
+__all__ = ["ASGIWebsocket", "WebsocketMapper"]
+
+
+def _target(view: Any, attr: str | None) -> Callable[[Any, Any], Any]:
+    """Return ``(context, request) -> callable(ws)`` for a function or class view."""
+    if inspect.isclass(view):
+        allow_yield_from(getattr(view, attr or "__call__", None))
+
+        factory: Any = view
+
+        def from_class(context: Any, request: Any) -> Any:
+            instance = factory(context, request)
+            return getattr(instance, attr) if attr else instance
+
+        return from_class
+    allow_yield_from(view)
+    return lambda context, request: view
+
+
+async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None:
+    """Run the view's coroutine (or plain call) for one connection, on the loop."""
+    try:
+        result = run(ws)
+        if inspect.isawaitable(result):
+            await result
+    except WebsocketClosed as closed:  # sent to a closed connection: done
+        if closed.__cause__ is not None and not isinstance(closed.__cause__, OSError):
+            raise
+    finally:
+        await ws.close()
+
+
+@implementer(IViewMapper)
+@provider(IViewMapperFactory)
+class WebsocketMapper:
+    """Map websocket views for ``AsyncGunicornWorker`` and ASGI servers.
+
+    A view is a function taking the connection, ``view(ws)`` (``async def``,
+    a legacy generator using ``yield from``, or plain), or a class made with
+    ``(context, request)`` and then called with ``ws``, such as a
+    :class:`~aiopyramid.websocket.view.WebsocketConnectionView` subclass.
+    Options, as class attributes of a subclass (or through :meth:`options`):
+
+    * :attr:`use_bytes`: hand every message to the view as ``bytes``;
+    * :attr:`subprotocols`: the subprotocols the view speaks, best first;
+      the first one the client also offers is chosen (``ws.subprotocol``).
+
+    A plain ``GET`` without upgrade headers gets ``400 Bad Request``.
+    """
+
+    #: Deliver text frames as UTF-8 ``bytes`` too.
+    use_bytes: ClassVar[bool] = False
+    #: Subprotocols the view speaks, in order of preference.
+    subprotocols: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, **kw: Any) -> None:
+        self.attr: str | None = kw.get("attr")
+
+    @classmethod
+    def options(
+        cls, *, use_bytes: bool | None = None, subprotocols: Sequence[str] | None = None
+    ) -> type[WebsocketMapper]:
+        """Return a subclass with these options, for ``view_config(mapper=...)``."""
+        namespace: dict[str, Any] = {}
+        if use_bytes is not None:
+            namespace["use_bytes"] = use_bytes
+        if subprotocols is not None:
+            namespace["subprotocols"] = tuple(subprotocols)
+        return type(cls.__name__, (cls,), namespace)
+
+    def choose_subprotocol(self, offered: Sequence[str]) -> str | None:
+        """The first of :attr:`subprotocols` that the client offered, if any."""
+        for name in self.subprotocols:
+            if name in offered:
+                return name
+        return None
+
+    def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
+        """Map ``view`` into a ``(context, request)`` callable."""
+        target = _target(view, self.attr)
+
+        def websocket_view(context: Any, request: Any) -> Any:
+            ws = request.environ.get(WEBSOCKET_KEY)
+            if not isinstance(ws, ASGIWebsocket):
+                return HTTPBadRequest(
+                    "This URL serves websocket connections only: connect with a "
+                    "websocket client (a GET with Upgrade: websocket)."
+                )
+            run = target(context, request)
+            ws.use_bytes = self.use_bytes
+            # Both waits run on the loop while this request's greenlet sleeps:
+            # first the handshake, then the whole conversation.
+            wait_for(ws.accept(self.choose_subprotocol(ws.subprotocols)), "accept")
+            wait_for(_serve(run, ws), "websocket view")
+            return request.response
+
+        return websocket_view

@@ -1,0 +1,277 @@
+"""Requests/s, p99 and server CPU per request: aiopyramid's worker and its peers.
+
+Run: ``python bench/serving.py`` (needs ``wrk`` from Debian, ``taskset``, and
+``pip install aiopyramid[gunicorn] starlette uwsgi``).  Every server runs one
+worker pinned to one core; ``wrk`` runs on the other.  Measured in one run:
+
+1. hello world (50 connections): a coroutine and a plain view through
+   ``AsyncGunicornWorker``; gunicorn ``sync`` and ``gthread``; uWSGI (no
+   asyncio plugin); Starlette on uvicorn;
+2. a 100 ms wait at 200 and 1,000 connections: a coroutine view awaiting
+   ``asyncio.sleep(0.1)`` through the worker, ``gthread`` with 150 threads
+   (``time.sleep``), Starlette awaiting the same sleep.
+
+CPU µs/request comes from the server processes' own accounting
+(``/proc/<pid>/stat``), the figure noise disturbs least.  Loopback only;
+about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    """One wrk run against one server."""
+
+    name: str
+    rps: float
+    p99_ms: float
+    errors: int
+    cpu_us: float
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_fd_limit() -> None:
+    """Let 1,000 connections (and their server) have file descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+def group_cpu(pgid: int) -> float:
+    """Seconds of CPU used by every live process of process group ``pgid``."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
+
+
+def commands(port: int) -> dict[str, list[str]]:
+    """The command line of every server, by name."""
+    bind = f"127.0.0.1:{port}"
+    gunicorn = [str(BIN / "gunicorn"), "--no-control-socket", "-w", "1", "-b", bind]
+    return {
+        "aiopyramid": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
+        "sync": [*gunicorn, "-k", "sync", "bench.serving_apps:wsgi"],
+        "gthread": [
+            *gunicorn,
+            "-k",
+            "gthread",
+            "--threads",
+            "150",
+            "bench.serving_apps:wsgi",
+        ],
+        "uwsgi": [
+            str(BIN / "uwsgi"),
+            "--http11-socket",
+            bind,
+            "--processes",
+            "1",
+            "--module",
+            "bench.serving_apps:wsgi",
+            "--disable-logging",
+            "--master",
+            "--die-on-term",
+        ],
+        "starlette": [
+            str(BIN / "uvicorn"),
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "bench.serving_apps:starlette",
+        ],
+    }
+
+
+class Server:
+    """One server, pinned to ``core``, in its own process group."""
+
+    def __init__(self, name: str, core: int) -> None:
+        self.port = free_port()
+        command = commands(self.port)[name]
+        if shutil.which(command[0]) is None:
+            raise FileNotFoundError(command[0])
+        self.process = subprocess.Popen(
+            ["taskset", "-c", str(core), *command],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=raise_fd_limit,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(0.5)  # workers booted, not just the socket bound
+
+    def stop(self) -> None:
+        """Stop the whole process group."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def wrk(
+    url: str, connections: int, seconds: int, core: int
+) -> tuple[float, float, int, int]:
+    """Run wrk; return req/s, p99 in ms, errors and requests completed."""
+    output = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(core),
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "5s",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=raise_fd_limit,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    errors = sum(
+        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
+    )
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0), requests
+
+
+def measure(
+    name: str, label: str, path: str, connections: int, seconds: int
+) -> Result | None:
+    """Start ``name``, warm it up, load it, and return what wrk and /proc say."""
+    try:
+        server = Server(name, core=1)
+    except FileNotFoundError as missing:
+        print(f"  skipped {label}: {missing} is not installed", file=sys.stderr)
+        return None
+    try:
+        url = f"http://127.0.0.1:{server.port}{path}"
+        wrk(url, min(connections, 50), 1, core=0)  # warm-up
+        cpu_before = group_cpu(server.process.pid)
+        rps, p99, errors, requests = wrk(url, connections, seconds, core=0)
+        cpu = group_cpu(server.process.pid) - cpu_before
+    finally:
+        server.stop()
+    return Result(label, rps, p99, errors, cpu / max(requests, 1) * 1e6)
+
+
+def table(title: str, results: list[Result], reference: dict[str, str]) -> None:
+    """Print one table with ratios against the named peers."""
+    by_name = {r.name: r for r in results}
+    refs = {k: by_name[v] for k, v in reference.items() if v in by_name}
+    head = f"{'server':34} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
+    print(f"\n{title}\n{head}" + "".join(f" {'x ' + k:>12}" for k in refs))
+    for r in results:
+        ratios = "".join(f" {r.rps / ref.rps:>12.2f}" for ref in refs.values())
+        figures = f"{r.rps:>9.0f} {r.p99_ms:>8.1f} {r.errors:>7} {r.cpu_us:>11.0f}"
+        print(f"{r.name:34} {figures}{ratios}")
+
+
+def main() -> None:
+    """Run both parts and print their tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
+    s = args.seconds
+    hello = [
+        measure("aiopyramid", "aiopyramid worker, coroutine view", "/coroutine", 50, s),
+        measure("aiopyramid", "aiopyramid worker, plain view", "/plain", 50, s),
+        measure("sync", "gunicorn sync", "/plain", 50, s),
+        measure("gthread", "gunicorn gthread", "/plain", 50, s),
+        measure("uwsgi", "uWSGI", "/plain", 50, s),
+        measure("starlette", "Starlette on uvicorn", "/coroutine", 50, s),
+    ]
+    table(
+        "1. hello world, 50 connections",
+        [r for r in hello if r],
+        {"gthread": "gunicorn gthread", "starlette": "Starlette on uvicorn"},
+    )
+    for connections in (200, 1000):
+        waits = [
+            measure(
+                "aiopyramid",
+                "aiopyramid worker, coroutine",
+                "/wait_coroutine",
+                connections,
+                s,
+            ),
+            measure(
+                "gthread",
+                "gunicorn gthread, 150 threads",
+                "/wait_plain",
+                connections,
+                s,
+            ),
+            measure(
+                "starlette", "Starlette on uvicorn", "/wait_coroutine", connections, s
+            ),
+        ]
+        table(
+            f"2. 100 ms wait, {connections} connections "
+            f"(ideal {connections * 10} req/s)",
+            [r for r in waits if r],
+            {
+                "gthread": "gunicorn gthread, 150 threads",
+                "starlette": "Starlette on uvicorn",
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pyramid applications that the server tests start in real servers."""

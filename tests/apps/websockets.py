@@ -1,0 +1,148 @@
+"""A Pyramid application with websocket views, for the websocket tests."""
+
+from __future__ import annotations
+
+from pyramid.config import Configurator
+
+from aiopyramid.asgi import make_asgi_app
+from aiopyramid.websocket.config import WebsocketMapper
+from aiopyramid.websocket.view import WebsocketConnectionView
+
+CLOSED: list[str] = []
+SUBSCRIBERS: set = set()
+
+
+async def echo(ws):
+    """Echo every message back."""
+    while True:
+        message = await ws.recv()
+        if message is None:
+            CLOSED.append("echo")
+            return
+        await ws.send(message)
+
+
+def legacy_echo(ws):
+    """The 2014 style: a plain generator with yield from."""
+    while True:
+        message = yield from ws.recv()
+        if message is None:
+            break
+        yield from ws.send(message)
+
+
+async def kinds(ws):
+    """Answer with the type of what arrived."""
+    while (message := await ws.recv()) is not None:
+        await ws.send(type(message).__name__)
+
+
+async def push(ws):
+    """Send without having received, then close with a code."""
+    for number in range(3):
+        await ws.send(f"push {number}")
+    await ws.close(4001, "done pushing")
+
+
+async def protocol(ws):
+    """Report the chosen subprotocol."""
+    await ws.send(str(ws.subprotocol))
+
+
+async def subscribe(ws):
+    """Join the broadcast group until the client leaves."""
+    SUBSCRIBERS.add(ws)
+    try:
+        while await ws.recv() is not None:
+            pass
+    finally:
+        SUBSCRIBERS.discard(ws)
+
+
+async def broadcast(request):
+    """Send one message to every subscriber from a single coroutine."""
+    from pyramid.response import Response
+
+    text = request.params.get("m", "hello")
+    for ws in list(SUBSCRIBERS):
+        await ws.send(text)
+    return Response(str(len(SUBSCRIBERS)))
+
+
+def status(request):
+    """How many echo views have seen their connection close."""
+    from pyramid.response import Response
+
+    return Response(str(CLOSED.count("echo")))
+
+
+def forbidden(ws):
+    """Never reached: the permission fails first."""
+    raise AssertionError("reached")
+
+
+class Counter(WebsocketConnectionView):
+    """A class view: greets, counts messages, and records its close."""
+
+    __view_mapper__ = WebsocketMapper
+
+    def on_open(self):
+        yield from self.send("hello " + self.request.matchdict["name"])
+        self.count = 0
+
+    async def on_message(self, message):
+        self.count += 1
+        await self.send(f"{self.count}: {message}")
+
+    def on_close(self):
+        CLOSED.append("counter")
+
+
+class Deny:
+    """A security policy that refuses the 'secret' permission."""
+
+    def permits(self, request, context, permission):
+        return permission != "secret"
+
+    def identity(self, request):
+        return None
+
+    def authenticated_userid(self, request):
+        return None
+
+
+def main(global_config=None, **settings):
+    """The websocket test application."""
+    config = Configurator(settings=settings)
+    config.include("aiopyramid")
+    config.set_security_policy(Deny())
+    views = {
+        "echo": (echo, WebsocketMapper),
+        "legacy": (legacy_echo, WebsocketMapper),
+        "kinds": (kinds, WebsocketMapper),
+        "bytes": (kinds, WebsocketMapper.options(use_bytes=True)),
+        "push": (push, WebsocketMapper),
+        "protocol": (
+            protocol,
+            WebsocketMapper.options(subprotocols=["chat.v2", "chat"]),
+        ),
+        "subscribe": (subscribe, WebsocketMapper),
+    }
+    for name, (view, mapper) in views.items():
+        config.add_route(name, f"/ws/{name}")
+        config.add_view(view, route_name=name, mapper=mapper)
+    config.add_route("counter", "/ws/counter/{name}")
+    config.add_view(Counter, route_name="counter")
+    config.add_route("secret", "/ws/secret")
+    config.add_view(
+        forbidden, route_name="secret", mapper=WebsocketMapper, permission="secret"
+    )
+    config.add_route("broadcast", "/broadcast")
+    config.add_view(broadcast, route_name="broadcast")
+    config.add_route("status", "/status")
+    config.add_view(status, route_name="status")
+    return config.make_wsgi_app()
+
+
+app = main()
+asgi = make_asgi_app(app)
