@@ -8,10 +8,13 @@ ASGI 3 application that uvicorn, hypercorn, granian (``--interface asgi``) and
     application = make_asgi_app(config.make_wsgi_app())
 
 Each request runs the WSGI application in a child greenlet of the event loop
-(:func:`aiopyramid.helpers.spawn_greenlet`), so coroutine views run on the
-server's own loop with no thread hop.  The bridge owns both ends of the body:
-``wsgi.input`` reads from ``receive()`` as the application asks, and the
-response is sent chunk by chunk as the application produces it.
+(:func:`aiopyramid.helpers.run_in_child_greenlet`: the server already gave
+the request a task of its own, whose context the greenlet shares), so
+coroutine views run on the server's own loop with no thread hop.  The
+bridge owns both bodies: the request's is read before the application runs
+(spooled to a temporary file past 1 MiB), so that ``request.body`` works even
+in a coroutine view, which may not wait; the response's is sent chunk by
+chunk as the application produces it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from ._environ import LimitExceeded, Limits, build_environ
 from ._wsgi_input import BodyTooLarge, read_body
-from .helpers import spawn_greenlet, wait_for
+from .helpers import run_in_child_greenlet, wait_for
 from .websocket._asgi import ASGIWebsocket
 
 __all__ = ["ASGIBridge", "AccessLogger", "Limits", "make_asgi_app"]
@@ -227,7 +230,7 @@ class ASGIBridge:
         # task that waits on receive().
         state.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, state.arm)
         try:
-            result = await spawn_greenlet(self._call_app, environ, response)
+            result = await run_in_child_greenlet(self._call_app, environ, response)
             if type(result) is list:
                 last = len(result) - 1
                 for index, chunk in enumerate(result):
@@ -285,7 +288,7 @@ class ASGIBridge:
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
             return
         environ[WEBSOCKET_KEY] = ws
-        result = await spawn_greenlet(self._call_app, environ, response)
+        result = await run_in_child_greenlet(self._call_app, environ, response)
         if ws.accepted:
             await ws.close()
             return

@@ -45,12 +45,15 @@ async def get(app: Any, path: str, **kwargs: Any) -> Any:
 
 
 def live_spawned_greenlets() -> list[greenlet.greenlet]:
-    """The greenlets spawned by aiopyramid that are still alive."""
-    from aiopyramid.helpers import _SpawnedGreenlet
+    """Child greenlets still busy with a job (idle pooled ones are fine)."""
+    from aiopyramid.helpers import _SpawnedGreenlet, idle_greenlets
 
     gc.collect()
+    idle = {id(g) for g in idle_greenlets()}
     return [
-        g for g in gc.get_objects() if isinstance(g, _SpawnedGreenlet) and not g.dead
+        g
+        for g in gc.get_objects()
+        if isinstance(g, _SpawnedGreenlet) and not g.dead and id(g) not in idle
     ]
 
 
