@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -54,17 +55,69 @@ home_loop: contextvars.ContextVar[asyncio.AbstractEventLoop] = contextvars.Conte
     "aiopyramid.home_loop"
 )
 
+#: Loops that serve greenlets made by a server rather than by
+#: :func:`spawn_greenlet` (uWSGI's asyncio plugin).  A thread started with a
+#: bare ``loop.run_in_executor`` carries no context, so no ``home_loop``: when
+#: exactly one such loop is running in the process, it is the thread's.
+_host_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
 #: Greenlets known to run an event loop (those that ever drove a spawned
 #: greenlet).  The root greenlet of a thread is always taken to be one.
 _loop_greenlets: weakref.WeakSet[greenlet.greenlet] = weakref.WeakSet()
 
 
 class _SpawnedGreenlet(greenlet.greenlet):
-    """A child greenlet whose parent is a :func:`spawn_greenlet` driver.
+    """A child greenlet that runs jobs for :func:`run_in_child_greenlet`.
 
-    Its parent is waiting in ``child.switch()`` whenever the child runs, so the
-    child may switch an awaitable up and get the awaited value back.
+    Its parent (the driver) is waiting in ``child.switch()`` whenever the
+    child runs, so the child may switch an awaitable up and get the awaited
+    value back.  When a job ends, the child switches its :class:`_Outcome`
+    up and waits for the next job: creating a greenlet costs several times
+    more than switching into an existing one, so idle children are pooled.
     """
+
+    def __init__(self) -> None:
+        # A module-level run function: a bound method would make a reference
+        # cycle that keeps an abandoned child from ever being collected.
+        super().__init__(_serve_jobs)
+
+
+def _serve_jobs(func: Any, args: Any, kwargs: Any) -> None:
+    while True:
+        try:
+            outcome = _Outcome(func(*args, **kwargs), None)
+        except greenlet.GreenletExit:
+            # Killed (by the garbage collector, or a closed websocket): die
+            # quietly; switching away now would keep a dead job alive.
+            raise
+        except BaseException as exc:  # handed to the driver, which raises it
+            outcome = _Outcome(None, exc)
+        func = args = kwargs = None  # hold nothing of the job while idle
+        func, args, kwargs = greenlet.getcurrent().parent.switch(outcome)
+
+
+class _Outcome:
+    """How a job in a :class:`_SpawnedGreenlet` ended."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+
+
+#: Idle children, per thread (a greenlet can only run in its own thread).
+_pool = threading.local()
+_POOL_SIZE = 256
+
+
+def idle_greenlets() -> list[_SpawnedGreenlet]:
+    """This thread's pool of idle child greenlets."""
+    try:
+        return _pool.idle  # type: ignore[no-any-return]
+    except AttributeError:
+        _pool.idle = []
+        return _pool.idle  # type: ignore[no-any-return]
 
 
 def is_generator(obj: object) -> bool:
@@ -162,6 +215,10 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     context = current.gr_context
     if context is None:
         context = current.gr_context = contextvars.Context()
+    # Threads this request starts (executor views copy the context) must find
+    # the loop to hand their coroutines to; the server set nothing for them.
+    home_loop.set(loop)  # ``context`` is this greenlet's current context
+    _host_loops.add(loop)
     loop.create_task(
         run_in_greenlet(current, future, _await, awaitable), context=context
     )
@@ -173,7 +230,7 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
     # No loop runs in this thread: an executor thread of some request. The
     # request's loop is free (its greenlet waits for this thread), so give it
     # the coroutine and block this thread until the loop is done with it.
-    loop = home_loop.get(None)
+    loop = home_loop.get(None) or _only_host_loop()
     if loop is None or loop.is_closed():
         _close(awaitable)
         raise ScopeError(
@@ -183,6 +240,11 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
             "yourself with asyncio.run()."
         )
     return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
+
+
+def _only_host_loop() -> asyncio.AbstractEventLoop | None:
+    running = [loop for loop in list(_host_loops) if loop.is_running()]
+    return running[0] if len(running) == 1 else None
 
 
 def _close(awaitable: object) -> None:
@@ -216,25 +278,40 @@ async def run_in_greenlet(
         back.switch()
 
 
-async def _drive(func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
+    """Run ``func(*args)`` in a child greenlet, sharing the current task's context.
+
+    The engine of :func:`spawn_greenlet`, for callers that already run in a
+    task of their own (the ASGI bridge: servers start a task per request),
+    and so need no copy of the context and no new task.
+    """
     loop_greenlet = greenlet.getcurrent()
-    _loop_greenlets.add(loop_greenlet)
-    child = _SpawnedGreenlet(func, loop_greenlet)
+    if loop_greenlet.parent is not None:
+        _loop_greenlets.add(loop_greenlet)
+    idle = idle_greenlets()
+    child = idle.pop() if idle else _SpawnedGreenlet()
+    child.parent = loop_greenlet
     # The child shares this task's context, as an awaited coroutine would, so
     # the coroutines it hands up see the context variables it set.
     child.gr_context = loop_greenlet.gr_context
-    switched = child.switch(*args, **kwargs)
-    while not child.dead:
+    switched = child.switch(func, args, {})
+    while type(switched) is not _Outcome:
         if not inspect.isawaitable(switched):
-            # The original library's rule: anything but a future ends the wait.
-            return switched
+            # The original library's rule: anything but a future ends the wait
+            # (the child is left suspended, never to be pooled again).
+            return switched  # type: ignore[no-any-return]
         try:
             value = await switched
         except BaseException as exc:  # cancellation included: unwind the child
             switched = child.throw(type(exc), exc, exc.__traceback__)
         else:
             switched = child.switch(value)
-    return switched
+    child.gr_context = None
+    if len(idle) < _POOL_SIZE:
+        idle.append(child)
+    if switched.error is not None:
+        raise switched.error
+    return switched.value  # type: ignore[no-any-return]
 
 
 async def spawn_greenlet(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -252,7 +329,8 @@ async def spawn_greenlet(func: Callable[..., T], /, *args: Any, **kwargs: Any) -
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     context.run(home_loop.set, loop)
-    return await loop.create_task(_drive(func, args, kwargs), context=context)  # type: ignore[no-any-return]
+    call = functools.partial(func, **kwargs) if kwargs else func
+    return await loop.create_task(run_in_child_greenlet(call, *args), context=context)
 
 
 @overload
