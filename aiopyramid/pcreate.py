@@ -101,7 +101,7 @@ def find_scaffolds() -> dict[str, Scaffold]:
     }
 
 
-def check_project_name(project_name: str, package_name: str) -> None:
+def check_project_name(project_name: str, package_name: str, target: Path) -> None:
     """Refuse names that cannot make an importable, unambiguous package."""
     if not project_name or project_name.startswith((".", "-")):
         raise PcreateError(f"{project_name!r} is not a usable project name.")
@@ -113,8 +113,10 @@ def check_project_name(project_name: str, package_name: str) -> None:
         )
     spec = importlib.util.find_spec(package_name)
     # A bare folder (a namespace package, such as the target itself when run
-    # from its parent) clashes with nothing.
-    if spec is not None and spec.origin not in (None, "namespace"):
+    # from its parent) clashes with nothing, nor does the project itself
+    # (already installed, being made again with --overwrite).
+    origin = None if spec is None else spec.origin
+    if origin not in (None, "namespace") and not Path(origin).is_relative_to(target):
         raise PcreateError(
             f"A module named {package_name!r} can already be imported here, so "
             "the new package would clash with it. Choose another project name."
@@ -141,7 +143,7 @@ def make_project(
     replaced if ``overwrite``, or if ``ask`` says yes for it.
     """
     context = scaffold.context(target.name)
-    check_project_name(target.name, context.get("package_name", target.name))
+    check_project_name(target.name, context.get("package_name", target.name), target)
     files = scaffold.render(context)
     occupied = target.exists() and (not target.is_dir() or any(target.iterdir()))
     if occupied and not overwrite and ask is None:

@@ -94,6 +94,15 @@ def test_generated_project_passes_its_own_tests(fixture: str, request):
     assert " passed" in output
 
 
+def serve_command(venv: Path, project: Path, ini: str, port: int) -> list[str]:
+    """pserve on a copy of ``ini`` whose only change is the port."""
+    text = (project / ini).read_text().replace("port = 6543", f"port = {port}")
+    assert f"port = {port}" in text
+    copy = project / f"test-{port}-{ini}"
+    copy.write_text(text)
+    return [str(venv / "bin" / "pserve"), copy.name]
+
+
 def fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
@@ -104,7 +113,7 @@ def test_starter_is_served_by_pserve(starter: tuple[Path, Path], ini: str):
     """pserve serves the starter project's coroutine and plain views."""
     venv, project = starter
     port = free_port()
-    command = [str(venv / "bin" / "pserve"), ini, f"http_port={port}"]
+    command = serve_command(venv, project, ini, port)
     with running(command, port, cwd=project, env=CLEAN_ENV) as server:
         assert "Hello from a coroutine view." in fetch(server.url + "/")
         assert '"view": "plain"' in fetch(server.url + "/plain")
@@ -118,17 +127,23 @@ def test_websocket_demo_echoes_over_a_real_websocket(websocket: tuple[Path, Path
 
     venv, project = websocket
     port = free_port()
-    command = [str(venv / "bin" / "pserve"), "development.ini", f"http_port={port}"]
+    command = serve_command(venv, project, "development.ini", port)
 
-    async def talk(url: str) -> list[str]:
-        async with connect(url) as ws:
+    async def talk(server) -> list[str]:
+        async with connect(server.ws_url + "/echo") as ws:
             greeting = await ws.recv()
             await ws.send("ping")
-            return [greeting, await ws.recv()]
+            echo = await ws.recv()
+            stats = await asyncio.to_thread(fetch, server.url + "/stats")
+            return [greeting, echo, stats]
 
     with running(command, port, cwd=project, env=CLEAN_ENV) as server:
         assert "<h1>Demo_App</h1>" in fetch(server.url + "/")
-        assert asyncio.run(talk(server.ws_url + "/echo")) == ["connected", "echo: ping"]
+        assert asyncio.run(talk(server)) == [
+            "connected",
+            "echo: ping",
+            '{"open_connections": 1}',
+        ]
 
 
 def test_browser_sees_the_echo(websocket: tuple[Path, Path]):
@@ -139,7 +154,7 @@ def test_browser_sees_the_echo(websocket: tuple[Path, Path]):
 
     venv, project = websocket
     port = free_port()
-    command = [str(venv / "bin" / "pserve"), "development.ini", f"http_port={port}"]
+    command = serve_command(venv, project, "development.ini", port)
     ARTIFACTS.mkdir(exist_ok=True)
     with running(command, port, cwd=project, env=CLEAN_ENV) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(

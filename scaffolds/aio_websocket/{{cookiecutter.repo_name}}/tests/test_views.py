@@ -24,3 +24,8 @@ def test_page_loads_the_echo_script(client):
 def test_plain_get_to_the_websocket_is_refused(client):
     """A GET without websocket upgrade headers to /echo is a 400."""
     client.get("/echo", status=400)
+
+
+def test_stats_come_from_a_plain_view(client):
+    """The plain stats view answers with the count of open websockets."""
+    assert client.get("/stats").json == {"open_connections": 0}

@@ -11,5 +11,6 @@ def main(global_config, **settings):
         config.add_static_view("static", "static", cache_max_age=3600)
         config.add_route("home", "/")
         config.add_route("echo", "/echo")
+        config.add_route("stats", "/stats")
         config.scan(".views")
     return config.make_wsgi_app()
