@@ -46,6 +46,7 @@ setup(
             "uvloop>=0.19",
             "playwright>=1.40",
             "pyramid_jinja2>=2.10",
+            "aiosqlite>=0.20",
         ],
         "gunicorn": ["gunicorn>=23", "uvicorn>=0.30", "httptools>=0.6"],
         "uvloop": ["uvloop>=0.19"],
