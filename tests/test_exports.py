@@ -35,6 +35,12 @@ PUBLIC = {
     "aiopyramid.websocket.exceptions": ["WebsocketClosed"],
     "aiopyramid.websocket.helpers": ["ignore_websocket_closed"],
     "aiopyramid.websocket.view": ["WebsocketConnectionView"],
+    "aiopyramid.websocket.config": ["WebsocketMapper", "UWSGIWebsocketMapper"],
+    "aiopyramid.websocket.config.gunicorn": ["WebsocketMapper"],
+    "aiopyramid.websocket.config.uwsgi": ["UWSGIWebsocket", "UWSGIWebsocketMapper"],
+    "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge"],
+    "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
+    "aiopyramid.pcreate": ["main"],
 }
 
 

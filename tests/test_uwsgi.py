@@ -1,0 +1,398 @@
+"""aiopyramid under a real uWSGI with the asyncio and greenlet plugins.
+
+Every test talks to one uWSGI process (Debian's packages, one worker, 50
+async cores) serving ``tests/uwsgi_apps/app.py`` on a free loopback port,
+with real HTTP and ``websockets`` clients.  Without uWSGI the tests skip,
+unless ``CI=true``: then they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
+
+if os.environ.get("CI") == "true":
+    import websockets
+else:
+    websockets = pytest.importorskip("websockets")
+
+pytestmark = pytest.mark.server
+
+#: The one unit every timeout here is a multiple of.
+UNIT = float(os.environ.get("AIOPYRAMID_TEST_TIMEOUT", "5"))
+
+T = TypeVar("T")
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    """Run a client coroutine on a loop of its own."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coroutine, 6 * UNIT)
+
+    return asyncio.run(bounded())
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
+    """The uWSGI server for this module; its log is shown if a test failed."""
+    reason = missing_uwsgi()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    logs = REPO / "test-artifacts"
+    logs.mkdir(exist_ok=True)
+    uwsgi = UWSGIServer(
+        "tests.uwsgi_apps.app:application", logs / "uwsgi.log", uwsgi_venv()
+    )
+    failed_before = request.session.testsfailed
+    with uwsgi.running():
+        yield uwsgi
+    if request.session.testsfailed > failed_before:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_sep("-", f"uWSGI log ({uwsgi.log})")
+        reporter.write_line(uwsgi.log_text()[-20000:])
+
+
+def get(server: UWSGIServer, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path``: status, headers and body."""
+    try:
+        with urllib.request.urlopen(server.url + path, timeout=2 * UNIT) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def ws_url(server: UWSGIServer, path: str) -> str:
+    """The websocket URL of ``path``."""
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def test_coroutine_views_wait_together(server: UWSGIServer) -> None:
+    """Fifty requests to a view awaiting asyncio.sleep(1) finish in under 3 s."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(lambda _: get(server, "/sleep?t=1"), range(50)))
+    elapsed = time.monotonic() - started
+    assert [(status, body) for status, _, body in answers] == [(200, b"slept")] * 50
+    assert elapsed < 3, f"50 concurrent 1 s waits took {elapsed:.2f} s"
+
+
+def test_request_state_follows_each_request(server: UWSGIServer) -> None:
+    """Interleaved requests each see their own current request after waiting."""
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda n: get(server, f"/who?n={n}"), range(30)))
+    assert [body for _, _, body in answers] == [f"{n}:{n}".encode() for n in range(30)]
+
+
+def test_plain_view_runs_in_an_executor_thread(server: UWSGIServer) -> None:
+    """A plain view runs off the loop's thread and can wait for a coroutine."""
+    status, _, body = get(server, "/plain")
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["main"] is False
+    assert answer["double"] == 42
+    assert answer["same_request"] is True
+
+
+def test_threads_of_coroutine_views_wait_for_coroutines(server: UWSGIServer) -> None:
+    """Threads from loop.run_in_executor and asyncio.to_thread can synchronize."""
+    status, _, body = get(server, "/executor")
+    assert status == 200
+    assert json.loads(body) == {"run_in_executor": 10, "to_thread": 14}
+
+
+def test_async_traversal_and_tweens(server: UWSGIServer) -> None:
+    """Traversal and tweens wait for coroutines; missing resources are 404."""
+    status, headers, body = get(server, "/tree/abc")
+    assert (status, body) == (200, b"leaf abc")
+    assert headers["X-Tween"] == "waited/waited"
+    assert get(server, "/tree/missing-one")[0] == 404
+    deadline = time.monotonic() + UNIT
+    while "GET /tree/abc answered 200" not in server.log_text():
+        assert time.monotonic() < deadline, "the logger tween logged nothing"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("path", ["/ws/echo", "/ws/legacy"])
+def test_websocket_function_views_echo(server: UWSGIServer, path: str) -> None:
+    """Async and legacy generator function views echo text and binary messages."""
+
+    async def talk() -> list[Any]:
+        async with websockets.connect(ws_url(server, path)) as ws:
+            replies = []
+            for message in ["hello", "héllo wörld", b"\x00\xff\xfe"]:
+                await ws.send(message)
+                replies.append(await ws.recv())
+            return replies
+
+    assert run(talk()) == ["hello", "héllo wörld", b"\x00\xff\xfe"]
+
+
+def test_websocket_class_view(server: UWSGIServer) -> None:
+    """A WebsocketConnectionView greets, echoes, and runs on_close at the end."""
+
+    async def talk() -> list[Any]:
+        async with websockets.connect(ws_url(server, "/ws/tracker/polite")) as ws:
+            greeting = await ws.recv()
+            await ws.send("ping me")
+            return [greeting, await ws.recv()]
+
+    assert run(talk()) == ["hello polite", "ping me"]
+    assert "polite" in _closed_after(server, "polite")
+
+
+def test_messages_are_str_where_they_decode(server: UWSGIServer) -> None:
+    """By default, messages that decode as UTF-8 reach the view as str."""
+
+    async def talk() -> list[Any]:
+        async with websockets.connect(ws_url(server, "/ws/types")) as ws:
+            replies = []
+            for message in ["text", b"utf-8 bytes", b"\xff\x00 binary"]:
+                await ws.send(message)
+                replies.append(await ws.recv())
+            return replies
+
+    assert run(talk()) == ["str", "str", "bytes"]
+
+
+def test_use_str_false_keeps_bytes(server: UWSGIServer) -> None:
+    """With use_str = False every message is bytes, and bytes go back binary."""
+
+    async def talk(path: str) -> list[Any]:
+        async with websockets.connect(ws_url(server, path)) as ws:
+            replies = []
+            for message in ["text", b"\xff\x00 binary"]:
+                await ws.send(message)
+                replies.append(await ws.recv())
+            return replies
+
+    assert run(talk("/ws/bytes-types")) == ["bytes", "bytes"]
+    assert run(talk("/ws/bytes-echo")) == [b"text", b"\xff\x00 binary"]
+
+
+def test_options_make_mapper_subclasses(server: UWSGIServer) -> None:
+    """options() sets use_str back on a bytes mapper, and chooses subprotocols."""
+
+    async def talk() -> list[Any]:
+        async with websockets.connect(ws_url(server, "/ws/str-types")) as ws:
+            await ws.send(b"utf-8 bytes")
+            kind = await ws.recv()
+        async with websockets.connect(
+            ws_url(server, "/ws/protocol"), subprotocols=["chat.v1"]
+        ) as ws:
+            return [kind, ws.subprotocol, await ws.recv()]
+
+    assert run(talk()) == ["str", "chat.v1", "chat.v1"]
+
+
+def test_view_closes_with_code_and_reason(server: UWSGIServer) -> None:
+    """ws.close(code, reason) reaches the client as a close frame."""
+
+    async def talk() -> tuple[Any, int | None, str | None]:
+        async with websockets.connect(ws_url(server, "/ws/close")) as ws:
+            greeting = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            return greeting, ws.close_code, ws.close_reason
+
+    assert run(talk()) == ("bye soon", 4000, "done here")
+
+
+def test_big_messages_and_many_connections(server: UWSGIServer) -> None:
+    """A 1 MB echo and 40 concurrent echoing connections are served together."""
+    big = "x" * 1_000_000
+
+    async def echo(number: int) -> bool:
+        async with websockets.connect(ws_url(server, "/ws/echo"), max_size=None) as ws:
+            if number == 0:
+                await ws.send(big)
+                return await ws.recv() == big
+            for turn in range(20):
+                await ws.send(f"{number}-{turn}")
+                if await ws.recv() != f"{number}-{turn}":
+                    return False
+            return True
+
+    async def all_of_them() -> list[bool]:
+        return await asyncio.gather(*(echo(number) for number in range(40)))
+
+    assert run(all_of_them()) == [True] * 40
+
+
+def test_vanishing_client(server: UWSGIServer) -> None:
+    """A client gone with a TCP reset ends recv(), runs on_close, harms nobody."""
+
+    async def vanish() -> str:
+        ws = await websockets.connect(ws_url(server, "/ws/tracker/vanished"))
+        greeting: str = await ws.recv()
+        sock = ws.transport.get_extra_info("socket")
+        # Linger 0: close() sends RST instead of FIN, and no close frame.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.transport.abort()
+        return greeting
+
+    assert run(vanish()) == "hello vanished"
+    assert "vanished" in _closed_after(server, "vanished")
+    status, _, body = get(server, "/sleep?t=0")
+    assert (status, body) == (200, b"slept")
+    test_websocket_function_views_echo(server, "/ws/echo")
+    assert "Segmentation Fault" not in server.log_text()
+
+
+def test_plain_request_to_websocket_view_is_refused(server: UWSGIServer) -> None:
+    """A GET without websocket headers gets 400 instead of a handshake."""
+    status, _, body = get(server, "/ws/echo")
+    assert status == 400
+    assert b"websocket" in body
+
+
+def test_view_that_returns_closes_normally(server: UWSGIServer) -> None:
+    """A view that returns without closing ends the connection with code 1000."""
+
+    async def talk() -> tuple[Any, int | None]:
+        async with websockets.connect(ws_url(server, "/ws/once")) as ws:
+            await ws.send("hi")
+            reply = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await ws.recv()
+            return reply, ws.close_code
+
+    assert run(talk()) == ("once: hi", 1000)
+
+
+def test_failing_view_closes_with_1011_and_is_logged(server: UWSGIServer) -> None:
+    """A view that raises closes with 1011, and its error reaches the log."""
+
+    async def talk() -> int | None:
+        async with websockets.connect(ws_url(server, "/ws/failing")) as ws:
+            await ws.send("hi")
+            with pytest.raises(websockets.ConnectionClosedError):
+                await ws.recv()
+            return ws.close_code
+
+    assert run(talk()) == 1011
+    deadline = time.monotonic() + UNIT
+    while "this view fails on purpose" not in server.log_text():
+        assert time.monotonic() < deadline, "the view's error was not logged"
+        time.sleep(0.05)
+    assert "WebsocketClosed: the websocket view failed" in server.log_text()
+
+
+def test_server_push_stops_when_the_client_vanishes(server: UWSGIServer) -> None:
+    """A view pushing to a client that reset its connection stops cleanly."""
+
+    async def vanish() -> str:
+        ws = await websockets.connect(ws_url(server, "/ws/pusher/gone"))
+        first: str = await ws.recv()
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.transport.abort()
+        return first
+
+    assert run(vanish()) == "push 0"
+    assert "pusher gone" in _closed_after(server, "pusher gone")
+    assert "Segmentation Fault" not in server.log_text()
+
+
+def test_closed_connections_stay_out_of_the_log(server: UWSGIServer) -> None:
+    """ignore_websocket_closed keeps bare WebsocketClosed out of the log."""
+    test_websocket_function_views_echo(server, "/ws/echo")
+    test_vanishing_client(server)
+    log = server.log_text()
+    assert "GET /ws/echo" in log
+    assert "WebsocketClosed: the websocket connection is closed" not in log
+
+
+def test_mapper_outside_uwsgi_says_what_to_install() -> None:
+    """Without uWSGI, a websocket request fails naming the packages to install."""
+    from pyramid.config import Configurator
+    from webob import Request
+
+    from aiopyramid.helpers import spawn_greenlet
+    from aiopyramid.websocket.config import UWSGIWebsocketMapper
+
+    async def view(ws: Any) -> None:
+        raise AssertionError("never called")
+
+    with Configurator() as config:
+        config.include("aiopyramid")
+        config.add_route("ws", "/ws")
+        config.add_view(view, route_name="ws", mapper=UWSGIWebsocketMapper)
+    app = config.make_wsgi_app()
+    request = Request.blank(
+        "/ws", headers={"Sec-WebSocket-Key": "a2V5a2V5a2V5a2V5a2V5aw=="}
+    )
+
+    async def send() -> Any:
+        return await spawn_greenlet(request.get_response, app)
+
+    with pytest.raises(ImportError, match="uwsgi-plugin-asyncio-python3"):
+        run(send())
+
+
+def test_websocket_config_loads_each_mapper_on_demand() -> None:
+    """aiopyramid.websocket.config imports without uwsgi and finds its mappers."""
+    import aiopyramid.websocket.config as config
+    from aiopyramid.websocket.config import uwsgi
+
+    assert config.UWSGIWebsocketMapper is uwsgi.UWSGIWebsocketMapper
+    assert {"UWSGIWebsocketMapper", "WebsocketMapper"} <= set(dir(config))
+    with pytest.raises(AttributeError, match="NoSuchMapper"):
+        config.NoSuchMapper  # noqa: B018
+
+
+def _closed_after(server: UWSGIServer, name: str) -> list[str]:
+    """The class views' closed connections, once ``name`` is among them."""
+    deadline = time.monotonic() + 2 * UNIT
+    while True:
+        closed: list[str] = json.loads(get(server, "/closed")[2])
+        if name in closed or time.monotonic() > deadline:
+            return closed
+        time.sleep(0.05)
+
+
+def test_bare_executor_threads_find_the_loop_of_foreign_greenlets() -> None:
+    """A bare run_in_executor thread waits on the loop hosting server greenlets."""
+    import greenlet
+
+    from aiopyramid.helpers import synchronize
+
+    @synchronize
+    async def double(value: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * value
+
+    async def view() -> int:
+        # No context reaches this thread: it must find the loop by itself.
+        return await asyncio.get_running_loop().run_in_executor(None, double, 4)
+
+    async def serve() -> int:
+        # As uWSGI's asyncio plugin does: a loop callback starts the request
+        # in a greenlet of its own, a child of the loop's greenlet.
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                answer.set_result(synchronize(view)())
+            except Exception as error:
+                answer.set_exception(error)
+
+        asyncio.get_running_loop().call_soon(greenlet.greenlet(request).switch)
+        return await answer
+
+    assert run(serve()) == 8

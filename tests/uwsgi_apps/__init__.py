@@ -1,0 +1,1 @@
+"""Applications and helpers for the tests that run a real uWSGI."""
