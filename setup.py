@@ -15,13 +15,21 @@ setup(
     long_description_content_type="text/x-rst",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=[*find_packages(include=["aiopyramid", "aiopyramid.*"]), "aiopyramid.scaffolds"],
+    packages=[
+        *find_packages(include=["aiopyramid", "aiopyramid.*"]),
+        "aiopyramid.scaffolds",
+    ],
     # The scaffolds live at the top of the repository and install inside the
     # package, so that `pcreate` finds them in a wheel.
     package_dir={"aiopyramid.scaffolds": "scaffolds"},
     package_data={
         "aiopyramid": ["py.typed"],
-        "aiopyramid.scaffolds": ["*/cookiecutter.json", "*/*/*", "*/*/*/*", "*/*/*/*/*"],
+        "aiopyramid.scaffolds": [
+            "*/cookiecutter.json",
+            "*/*/*",
+            "*/*/*/*",
+            "*/*/*/*/*",
+        ],
     },
     exclude_package_data={"aiopyramid.scaffolds": ["*.pyc"]},
     zip_safe=False,

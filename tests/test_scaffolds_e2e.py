@@ -72,7 +72,9 @@ def starter(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
 
 
 @pytest.fixture(scope="module")
-def websocket(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def websocket(
+    wheel: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """The aio_websocket project, installed."""
     return make_project(wheel, "aio_websocket", tmp_path_factory.mktemp("websocket"))
 
@@ -90,7 +92,15 @@ def test_wheel_contains_the_scaffolds(wheel: Path):
 def test_generated_project_passes_its_own_tests(fixture: str, request):
     """Right after generation, the project's own test suite passes."""
     venv, project = request.getfixturevalue(fixture)
-    output = sh(venv / "bin" / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    output = sh(
+        venv / "bin" / "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        cwd=project,
+    )
     assert " passed" in output
 
 
@@ -149,14 +159,19 @@ def test_websocket_demo_echoes_over_a_real_websocket(websocket: tuple[Path, Path
 def test_browser_sees_the_echo(websocket: tuple[Path, Path]):
     """Headless Chromium types a message on the demo page and sees its echo."""
     require_module("playwright")
-    require(os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)")
+    require(
+        os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)"
+    )
     from playwright.sync_api import sync_playwright
 
     venv, project = websocket
     port = free_port()
     command = serve_command(venv, project, "development.ini", port)
     ARTIFACTS.mkdir(exist_ok=True)
-    with running(command, port, cwd=project, env=CLEAN_ENV) as server, sync_playwright() as pw:
+    with (
+        running(command, port, cwd=project, env=CLEAN_ENV) as server,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
             args=[
@@ -175,7 +190,9 @@ def test_browser_sees_the_echo(websocket: tuple[Path, Path]):
             page.wait_for_selector("#status:text('connected')", timeout=10_000)
             page.fill("#message", "hello from Chromium")
             page.click("#send")
-            page.wait_for_selector("#log li:text('echo: hello from Chromium')", timeout=10_000)
+            page.wait_for_selector(
+                "#log li:text('echo: hello from Chromium')", timeout=10_000
+            )
             items = page.locator("#log li").all_inner_texts()
             page.screenshot(path=str(ARTIFACTS / "aio_websocket_echo.png"))
         finally:

@@ -63,4 +63,5 @@ def test_tutorial_app_under_gunicorn(tutorial: Path):
             '{"notes": [{"id": 1, "text": "buy milk"}]}',
         )
         status, csv_text = call(server.url + "/notes.csv")
+        assert status == 200
         assert csv_text.splitlines() == ["id,text", "1,buy milk"]
