@@ -70,9 +70,7 @@ class Scaffold:
         """Render every file of the template: relative path -> content."""
         from jinja2 import Environment, StrictUndefined
 
-        environment = Environment(
-            undefined=StrictUndefined, keep_trailing_newline=True
-        )
+        environment = Environment(undefined=StrictUndefined, keep_trailing_newline=True)
         verbatim = context.get("_copy_without_render", [])
         (project_dir,) = [p for p in self.path.iterdir() if p.is_dir()]
         files: dict[Path, bytes] = {}
