@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import _threadlocal
+from . import _addons, _threadlocal
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -30,12 +30,26 @@ def includeme(config: Configurator) -> None:
       per thread, so interleaved requests never see each other's;
     * the ``aiopyramid.executor.max_workers`` setting, if given, sizes a thread
       pool of its own for plain views; otherwise they run in the loop's
-      default executor (which ``loop.set_default_executor`` may replace).
+      default executor (which ``loop.set_default_executor`` may replace);
+    * the ``aiopyramid.debug.slow_callback_ms`` setting, if given, logs every
+      coroutine view step that holds the loop longer than that;
+    * add-ons that keep request state per thread are kept per request:
+      pyramid_tm gets a transaction manager per request unless the
+      ``tm.manager_hook`` setting names one, and pyramid_debugtoolbar's
+      logging and performance panels are adapted (see :doc:`compatibility`).
     """
-    from .config import CoroutineOrExecutorMapper, IExecutor, executor_from_settings
+    from .config import (
+        CoroutineOrExecutorMapper,
+        IExecutor,
+        executor_from_settings,
+        slow_view_threshold,
+    )
 
     _threadlocal.install()
     config.set_view_mapper(CoroutineOrExecutorMapper)
-    executor = executor_from_settings(config.get_settings())
+    settings = config.get_settings()
+    slow_view_threshold(settings)  # a bad value fails here, not at the first view
+    _addons.includeme(config)
+    executor = executor_from_settings(settings)
     if executor is not None:
         config.registry.registerUtility(executor, IExecutor)

@@ -159,11 +159,14 @@ class ASGIBridge:
         max_body_size: int | None = None,
         limits: Limits | None = None,
         access_logger: AccessLogger | None = None,
+        multiprocess: bool = True,
     ) -> None:
         self.app = app
         self.max_body_size = max_body_size
         self.limits = limits
         self.access_logger = access_logger
+        #: ``wsgi.multiprocess``: whether other processes serve the same app.
+        self.multiprocess = multiprocess
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -210,7 +213,15 @@ class ASGIBridge:
         except LimitExceeded as error:
             await _simple(send, 400, f"Bad Request: {error}.")
             return
+        environ["wsgi.multiprocess"] = self.multiprocess
         if self._has_body(scope, environ):
+            declared = environ.get("CONTENT_LENGTH", "")
+            limit = self.max_body_size
+            if limit is not None and declared.isdigit() and int(declared) > limit:
+                # Refused before the body is sent: a client that announced
+                # it would send too much is not made to send it first.
+                await _simple(send, 413, "Request Entity Too Large.")
+                return
             try:
                 body = await read_body(receive, self.max_body_size)
             except BodyTooLarge:
@@ -287,6 +298,7 @@ class ASGIBridge:
         except LimitExceeded:
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
             return
+        environ["wsgi.multiprocess"] = self.multiprocess
         environ[WEBSOCKET_KEY] = ws
         result = await run_in_child_greenlet(self._call_app, environ, response)
         if ws.accepted:
@@ -381,13 +393,17 @@ def make_asgi_app(
     max_body_size: int | None = None,
     limits: Limits | None = None,
     access_logger: AccessLogger | None = None,
+    multiprocess: bool = True,
 ) -> ASGIBridge:
     """Return an ASGI application that serves ``wsgi_app``.
 
     ``max_body_size`` is the largest request body accepted, in bytes
     (``None``: no limit); a larger one is answered ``413``.  ``limits``
     bounds the request head (:class:`Limits`).  ``access_logger`` is called
-    after each response with what an access log line needs.  When
+    after each response with what an access log line needs.
+    ``multiprocess`` is ``wsgi.multiprocess``: true unless the server is
+    known to run the application in one process only (add-ons such as
+    pyramid_debugtoolbar turn themselves off when it is true).  When
     ``max_body_size`` is not given, the ``aiopyramid.max_body_size`` setting
     of a Pyramid application is used.
     """
@@ -401,6 +417,7 @@ def make_asgi_app(
         max_body_size=max_body_size,
         limits=limits,
         access_logger=access_logger,
+        multiprocess=multiprocess,
     )
 
 

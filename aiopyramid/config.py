@@ -13,6 +13,12 @@ view is called:
 
 Whatever the view returns, if it turns out to be awaitable (a lambda or
 decorator that returns a coroutine), it is awaited before Pyramid sees it.
+
+With the ``aiopyramid.debug.slow_callback_ms`` setting, a coroutine view's
+steps (the call, then each stretch of its coroutine between two awaits) are
+timed, and a step that holds the loop longer than that is logged, warning
+level, on the ``aiopyramid.slow`` logger, with the view's name.  Without
+the setting, views are mapped exactly as before and nothing is timed.
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import logging
+import time
+import types
+from collections.abc import Awaitable, Generator
 from concurrent.futures import Executor
 from typing import Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IViewMapper, IViewMapperFactory
+from pyramid.threadlocal import get_current_registry
 from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
@@ -46,6 +57,10 @@ __all__ = [
 ]
 
 ViewCallable = Any  # (context, request) -> response
+
+slow_log = logging.getLogger("aiopyramid.slow")
+
+SLOW_SETTING = "aiopyramid.debug.slow_callback_ms"
 
 
 class IExecutor(Interface):
@@ -114,6 +129,15 @@ class AsyncioMapperBase(DefaultViewMapper):
     callables that hand Pyramid the view's final result.
     """
 
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        # Views are mapped while the configuration is committed, with the
+        # application's registry current: its settings say whether to time.
+        settings = getattr(get_current_registry(), "settings", None) or {}
+        #: Seconds a coroutine view step may hold the loop before it is
+        #: logged (``None``: not timed).
+        self.slow_seconds = slow_view_threshold(settings)
+
     def __call__(self, view: Any) -> ViewCallable:
         """Map ``view`` into a ``(context, request)`` callable."""
         mapped = super().__call__(view)
@@ -128,10 +152,27 @@ class AsyncioMapperBase(DefaultViewMapper):
         The coroutine runs on the event loop, in the request's context.
         """
 
-        def coroutine_view(context: Any, request: Any) -> Any:
-            return _await_result(mapped(context, request), view)
+        limit = self.slow_seconds
+        if limit is None:
 
-        return _preserve(coroutine_view, mapped)
+            def coroutine_view(context: Any, request: Any) -> Any:
+                return _await_result(mapped(context, request), view)
+
+            return _preserve(coroutine_view, mapped)
+
+        name = _describe(view)
+
+        def timed_coroutine_view(context: Any, request: Any) -> Any:
+            started = time.perf_counter()
+            result = mapped(context, request)
+            _report_slow(name, time.perf_counter() - started, limit)
+            if inspect.isawaitable(result):
+                result = wait_for(
+                    _timed_steps(result, name, limit), f"coroutine view {name}"
+                )
+            return result
+
+        return _preserve(timed_coroutine_view, mapped)
 
     def run_in_executor(self, view: Any, mapped: ViewCallable) -> ViewCallable:
         """Call ``mapped`` on an executor thread while the request's greenlet waits.
@@ -162,6 +203,73 @@ class AsyncioMapperBase(DefaultViewMapper):
             return _await_result(result, view)
 
         return _preserve(executor_view, mapped)
+
+
+def slow_view_threshold(settings: Any) -> float | None:
+    """Seconds from the ``aiopyramid.debug.slow_callback_ms`` setting, or None."""
+    value = settings.get(SLOW_SETTING)
+    if value in (None, ""):
+        return None
+    try:
+        milliseconds = float(value)
+        if not milliseconds > 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{SLOW_SETTING} must be a positive number of milliseconds, not "
+            f"{value!r}. Set it to e.g. 100 to log coroutine views that hold "
+            "the event loop longer than 0.1 s, or leave it out."
+        ) from None
+    return milliseconds / 1000
+
+
+def _report_slow(name: str, seconds: float, limit: float) -> None:
+    if seconds > limit:
+        slow_log.warning(
+            "coroutine view %s held the event loop for %.0f ms (more than "
+            "%s = %.0f): move blocking work to an executor (a plain view, or "
+            "aiopyramid.helpers.use_executor)",
+            name,
+            seconds * 1000,
+            SLOW_SETTING,
+            limit * 1000,
+        )
+
+
+@types.coroutine
+def _timed_steps(
+    awaitable: Awaitable[Any], name: str, limit: float
+) -> Generator[Any, Any, Any]:
+    """Await ``awaitable``, timing each of its steps on the loop.
+
+    A step is one ``send`` (or ``throw``) into the coroutine: the code it
+    runs between two awaits, during which nothing else can use the loop.
+    """
+    # Legacy generator-based coroutines have no __await__: they are their
+    # own iterator.
+    steps: Any = getattr(awaitable, "__await__", None)
+    steps = steps() if steps is not None else awaitable
+    resume, value = steps.send, None
+    while True:
+        started = time.perf_counter()
+        try:
+            yielded = resume(value)
+        except StopIteration as stop:
+            _report_slow(name, time.perf_counter() - started, limit)
+            return stop.value
+        except BaseException:
+            _report_slow(name, time.perf_counter() - started, limit)
+            raise
+        _report_slow(name, time.perf_counter() - started, limit)
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as error:  # cancellation included: into the view
+            resume, value = steps.throw, error
+        else:
+            resume = steps.send
 
 
 def _preserve(wrapper: ViewCallable, mapped: ViewCallable) -> ViewCallable:

@@ -149,6 +149,14 @@ def test_generator_body_and_repeated_headers(raw):
 
 
 @pytest.mark.server
+@pytest.mark.parametrize("path", ["/gaps", "/holes"])
+def test_empty_chunks_and_writes_are_skipped(raw, path):
+    """Empty writes and empty chunks (iterator or list) leave the body intact."""
+    response = httpx.get(raw.url + path)
+    assert (response.status_code, response.text) == (200, "leftright")
+
+
+@pytest.mark.server
 def test_wsgi_input_methods(raw):
     """wsgi.input supports read(n), readline(n), readlines() and iteration."""
     body = b"l1\nl2\nl3\nl4\n"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import json
 import os
 import signal
 import socket
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -145,7 +147,7 @@ def test_environ_follows_pep_3333(server):
     assert env["REMOTE_PORT"].isdigit()
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multithread"] is True
-    assert env["wsgi.multiprocess"] is True
+    assert env["wsgi.multiprocess"] is False  # one worker, as gunicorn's own say
     assert env["wsgi.run_once"] is False
     assert env["wsgi.version"] == [1, 0]
 
@@ -410,3 +412,141 @@ def test_uvloop_can_be_turned_off():
         assert httpx.get(process.url + "/loop").text.startswith("asyncio")
         body = json.loads(httpx.get(process.url + "/rss").text)
         assert body["pid"] > 0
+
+
+def test_websocket_handshake_over_the_head_limits_is_refused(server):
+    """A websocket handshake with more headers than limit_request_fields gets 403."""
+    require_module("websockets")
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async def main() -> int:
+        headers = [(f"X-H{i}", "v") for i in range(30)]
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.ws_url + "/ws", additional_headers=headers):
+                pass
+        return refused.value.response.status_code
+
+    assert asyncio.run(main()) == 403
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """Write a self-signed certificate for 127.0.0.1 and its key; return both paths."""
+    require_module("cryptography")
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_and_a_thread_pool(tmp_path):
+    """--certfile/--keyfile serve https, and --threads sizes the plain views' pool."""
+    cert, key = self_signed_certificate(tmp_path)
+    port = free_port()
+    command = gunicorn_command(
+        "--no-control-socket",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--certfile",
+        str(cert),
+        "--keyfile",
+        str(key),
+        "--threads",
+        "2",
+        "tests.apps.serving:app",
+    )
+    with running(command, port) as process:
+        url = f"https://127.0.0.1:{port}"
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(verify=trust, timeout=10 * UNIT) as client:
+            assert client.get(url + "/hello").text == "Hello plain"
+            env = client.get(url + "/environ").json()
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.get(process.url + "/hello", timeout=5 * UNIT)
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["thread"].startswith("aiopyramid")
+
+
+def test_worker_leaves_when_its_parent_dies():
+    """A worker whose arbiter was killed notices the new parent and exits."""
+    port = free_port()
+    command = gunicorn_command(
+        "--no-control-socket", "--bind", f"127.0.0.1:{port}", "tests.apps.serving:app"
+    )
+    with running(command, port) as process:
+        worker = httpx.get(process.url + "/rss", timeout=10 * UNIT).json()["pid"]
+        process.signal(signal.SIGKILL)
+        process.process.wait(10 * UNIT)
+        deadline = time.monotonic() + 10 * UNIT
+        while worker_alive(worker):
+            assert time.monotonic() < deadline, "the orphaned worker kept running"
+            time.sleep(0.1)
+        assert "Parent changed, shutting down" in process.log()
+
+
+def worker_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_sigint_stops_at_once_dropping_requests_in_flight():
+    """SIGINT (gunicorn's quick shutdown) ends the worker without waiting for views."""
+    port = free_port()
+    command = gunicorn_command(
+        "--no-control-socket",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--graceful-timeout",
+        "30",
+        "tests.apps.serving:app",
+    )
+    with running(command, port) as process:
+
+        async def main() -> float:
+            async with httpx.AsyncClient(timeout=30 * UNIT) as client:
+                call = asyncio.ensure_future(client.get(process.url + "/sleep?s=20"))
+                await asyncio.sleep(0.5)
+                started = time.monotonic()
+                process.signal(signal.SIGINT)
+                with pytest.raises(httpx.TransportError):
+                    await call
+                return time.monotonic() - started
+
+        assert asyncio.run(main()) < 10 * UNIT
+        assert process.process.wait(10 * UNIT) == 0

@@ -198,3 +198,105 @@ def test_broadcast_from_one_coroutine(server):
     count, received = run(main())
     assert int(count) >= 3
     assert received == ["news"] * 3
+
+
+def wait_until(condition, seconds: float = 5) -> None:
+    """Poll ``condition`` until it holds; fail after ``seconds`` (scaled)."""
+    deadline = time.monotonic() + seconds * UNIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_push_to_vanished_client_ends_the_view(server):
+    """A view pushing to a client that vanished ends quietly at its next send."""
+    before = int(httpx.get(server.url + "/status?name=flood").text)
+
+    async def main():
+        ws = await connect(server.ws_url + "/ws/flood")
+        assert await ws.recv() == "tick"
+        ws.transport.abort()
+
+    run(main())
+    wait_until(lambda: int(httpx.get(server.url + "/status?name=flood").text) > before)
+    assert "Exception in ASGI application" not in server.log()
+
+
+def test_send_after_close_raises_with_the_code(server):
+    """ws.send() after ws.close(code) raises WebsocketClosed naming that code."""
+
+    async def main():
+        async with connect(server.ws_url + "/ws/after_close") as ws:
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    assert run(main()) == (4002, "bye")
+    wait_until(
+        lambda: (
+            "after-close: websocket closed with code 4002"
+            in httpx.get(server.url + "/events").text
+        )
+    )
+
+
+def test_websocket_closed_caused_by_a_bug_is_logged(server):
+    """A WebsocketClosed whose cause is not a disconnection reaches the error log."""
+
+    async def main():
+        async with connect(server.ws_url + "/ws/fail") as ws:
+            await ws.send("go")
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+
+    run(main())
+    wait_until(lambda: "ValueError: a bug in the view" in server.log())
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [("refuse_generator", 401, b"come back later"), ("refuse_async", 404, b"not here")],
+)
+def test_refusal_body_from_a_generator(server, path, status, body):
+    """A refusal whose body is generated (sync or async) reaches the client whole."""
+
+    async def main():
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.ws_url + "/ws/" + path):
+                pass
+        return refused.value.response
+
+    response = run(main())
+    assert (response.status_code, response.body) == (status, body)
+
+
+def test_deflate_is_agreed_by_default(server):
+    """With no setting, the server agrees to the client's permessage-deflate."""
+
+    async def main():
+        async with connect(server.ws_url + "/ws/echo") as ws:
+            return ws.response.headers.get("Sec-WebSocket-Extensions", "")
+
+    assert run(main()).startswith("permessage-deflate")
+
+
+def test_per_message_deflate_setting_turns_compression_off():
+    """aiopyramid.websocket.per_message_deflate = False refuses the extension."""
+    for name in ("gunicorn", "uvicorn", "websockets"):
+        require_module(name)
+    port = free_port()
+    command = gunicorn_command(
+        "--no-control-socket",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "tests.apps.websockets:with_deflate(False)",
+    )
+    with running(command, port) as process:
+
+        async def main():
+            async with connect(process.ws_url + "/ws/echo") as ws:
+                await ws.send("plain")
+                assert await ws.recv() == "plain"
+                return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+        assert run(main()) is None

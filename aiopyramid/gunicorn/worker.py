@@ -20,6 +20,10 @@ Application settings (the ``[app:main]`` section) read by the worker:
 
 * ``aiopyramid.uvloop`` (default true): use uvloop when it is installed;
 * ``aiopyramid.max_body_size``: largest request body, answered 413 above it;
+* ``aiopyramid.request_head_timeout`` (default 30): seconds a client may take
+  to send a request's line and headers, counted from the connection (or the
+  end of the previous response on a kept-alive one); slower clients
+  (slowloris) are disconnected.  ``0`` turns the limit off;
 * ``aiopyramid.websocket.max_size``, ``.ping_interval``, ``.ping_timeout``,
   ``.per_message_deflate``: websocket limits and keepalive.
 
@@ -36,6 +40,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
@@ -57,6 +62,8 @@ __all__ = ["AsyncGunicornWorker"]
 
 _TRUE = {"1", "true", "yes", "on"}
 
+log = logging.getLogger("aiopyramid.gunicorn")
+
 
 def _flag(value: Any, default: bool) -> bool:
     if value is None or value == "":
@@ -73,6 +80,79 @@ class _GunicornResponse:
         self.status = status
         self.headers = headers
         self.sent = sent
+
+
+class _HeadTimeout:
+    """Mixin for uvicorn's HTTP protocols: drop clients slow to send a head.
+
+    uvicorn times out idle kept-alive connections but not a request head
+    that trickles in, so one slow client could hold a connection forever.
+    A timer started when a head is awaited closes the connection unless the
+    protocol has begun a new request cycle (its head complete) meanwhile.
+    """
+
+    head_timeout: float
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_cycle: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._await_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        # A response may complete after its client left: no timer then.
+        protocol: Any = self
+        if not protocol.transport.is_closing():
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _await_head(self) -> None:
+        protocol: Any = self
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_cycle = protocol.cycle
+        # The timer holds the protocol weakly: after a websocket upgrade
+        # this protocol is done with (connection_lost goes to the websocket
+        # one), and a pending timer must not keep it alive.
+        self._head_timer = protocol.loop.call_later(
+            self.head_timeout, _head_timed_out, weakref.ref(self)
+        )
+
+
+def _head_timed_out(reference: weakref.ref[_HeadTimeout]) -> None:
+    protocol: Any = reference()
+    if protocol is None:
+        return
+    protocol._head_timer = None
+    transport = protocol.transport
+    # A new cycle means the head came in time; a transport handed to a
+    # websocket protocol is that protocol's business now.
+    if (
+        protocol.cycle is protocol._head_cycle
+        and not transport.is_closing()
+        and transport.get_protocol() is protocol
+    ):
+        log.info("Request head not received in time: closing the connection")
+        transport.close()
+
+
+def _with_head_timeout(http: str, seconds: float) -> Any:
+    """uvicorn's protocol class for ``http``, with the head timeout mixed in."""
+    if http == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # type: ignore[assignment]
+    return type(
+        f"{base.__name__}WithHeadTimeout",
+        (_HeadTimeout, base),
+        {"head_timeout": seconds},
+    )
 
 
 class _Server(uvicorn.Server):
@@ -137,6 +217,8 @@ class AsyncGunicornWorker(Worker):  # type: ignore[misc]
             max_body_size=int(max_size) if max_size else None,
             limits=limits,
             access_logger=logger,
+            # As gunicorn's own workers say: one worker is one process.
+            multiprocess=cfg.workers > 1,
         )
 
     def run(self) -> None:
@@ -183,10 +265,15 @@ class AsyncGunicornWorker(Worker):  # type: ignore[misc]
     def _uvicorn_config(self) -> uvicorn.Config:
         cfg = self.cfg
         has_httptools = importlib.util.find_spec("httptools") is not None
+        http: Any = "httptools" if has_httptools else "h11"
+        value = self.setting("aiopyramid.request_head_timeout")
+        head_timeout = float(value) if value not in (None, "") else 30.0
+        if head_timeout > 0:
+            http = _with_head_timeout(http, head_timeout)
         options: dict[str, Any] = {
             "app": self.asgi,
             "loop": "none",
-            "http": "httptools" if has_httptools else "h11",
+            "http": http,
             "interface": "asgi3",
             "lifespan": "off",
             "log_config": None,

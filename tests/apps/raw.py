@@ -114,6 +114,19 @@ def generator(environ, start_response):
     return chunks()
 
 
+def gaps(environ, start_response):
+    """Write nothing, then return an iterator without close() that has a gap."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"")
+    return iter([b"left", b"", b"right"])
+
+
+def holes(environ, start_response):
+    """A list body with an empty chunk in the middle."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"left", b"", b"right"]
+
+
 ROUTES = {
     name.replace("_", "-"): func
     for name, func in list(globals().items())

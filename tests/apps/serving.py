@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import resource
+import threading
 import time
 
 from pyramid.config import Configurator
@@ -50,6 +51,7 @@ def environ_view(request):
     """Show the environ's string values."""
     env = {k: v for k, v in request.environ.items() if isinstance(v, (str, bool))}
     env["wsgi.version"] = list(request.environ["wsgi.version"])
+    env["thread"] = threading.current_thread().name  # where plain views run
     return Response(json.dumps(env).encode(), content_type="application/json")
 
 

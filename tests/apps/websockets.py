@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pyramid.config import Configurator
 
 from aiopyramid.asgi import make_asgi_app
 from aiopyramid.websocket.config import WebsocketMapper
+from aiopyramid.websocket.exceptions import WebsocketClosed
 from aiopyramid.websocket.view import WebsocketConnectionView
 
 CLOSED: list[str] = []
@@ -70,10 +73,66 @@ async def broadcast(request):
 
 
 def status(request):
-    """How many echo views have seen their connection close."""
+    """How many views named ``?name=`` (default echo) have seen their close."""
     from pyramid.response import Response
 
-    return Response(str(CLOSED.count("echo")))
+    return Response(str(CLOSED.count(request.params.get("name", "echo"))))
+
+
+def events(request):
+    """Everything recorded by the views, one line each."""
+    from pyramid.response import Response
+
+    return Response("\n".join(CLOSED))
+
+
+async def flood(ws):
+    """Push until the client vanishes; the failed send ends the view."""
+    try:
+        while True:
+            await ws.send("tick")
+            await asyncio.sleep(0.01)
+    finally:
+        CLOSED.append("flood")
+
+
+async def send_after_close(ws):
+    """Close with a code, then try to send: the error names the code."""
+    await ws.close(4002, "bye")
+    try:
+        await ws.send("too late")
+    except WebsocketClosed as closed:
+        CLOSED.append(f"after-close: {closed}")
+
+
+async def fail(ws):
+    """Raise a WebsocketClosed caused by a bug: it is an error, not a close."""
+    await ws.recv()
+    raise WebsocketClosed("wrapped") from ValueError("a bug in the view")
+
+
+def refuse_generator(request):
+    """Refuse a handshake with a body made by a generator."""
+    from pyramid.response import Response
+
+    def body():
+        yield b"come back "
+        yield b"later"
+
+    return Response(status=401, app_iter=body())
+
+
+def refuse_async(request):
+    """Refuse a handshake with a body made by an async generator."""
+    from pyramid.response import Response
+
+    async def body():
+        yield b"not "
+        yield b"here"
+
+    response = Response(status=404)
+    response.app_iter = body()
+    return response
 
 
 def forbidden(ws):
@@ -127,6 +186,11 @@ def main(global_config=None, **settings):
             WebsocketMapper.options(subprotocols=["chat.v2", "chat"]),
         ),
         "subscribe": (subscribe, WebsocketMapper),
+        "flood": (flood, WebsocketMapper),
+        "after_close": (send_after_close, WebsocketMapper),
+        "fail": (fail, WebsocketMapper),
+        "refuse_generator": (refuse_generator, None),
+        "refuse_async": (refuse_async, None),
     }
     for name, (view, mapper) in views.items():
         config.add_route(name, f"/ws/{name}")
@@ -141,7 +205,14 @@ def main(global_config=None, **settings):
     config.add_view(broadcast, route_name="broadcast")
     config.add_route("status", "/status")
     config.add_view(status, route_name="status")
+    config.add_route("events", "/events")
+    config.add_view(events, route_name="events")
     return config.make_wsgi_app()
+
+
+def with_deflate(enabled):
+    """The app with ``aiopyramid.websocket.per_message_deflate`` set to a bool."""
+    return main(**{"aiopyramid.websocket.per_message_deflate": enabled})
 
 
 app = main()

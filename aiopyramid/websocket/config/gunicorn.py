@@ -55,8 +55,12 @@ async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None
         if inspect.isawaitable(result):
             await result
     except WebsocketClosed as closed:  # sent to a closed connection: done
-        if closed.__cause__ is not None and not isinstance(closed.__cause__, OSError):
-            raise
+        cause = closed.__cause__
+        if cause is not None and not isinstance(cause, OSError):
+            # Raise the cause itself: a WebsocketClosed is a GreenletExit,
+            # which would end the request's greenlet as if it had returned,
+            # and the bug would go unreported.
+            raise cause
     finally:
         await ws.close()
 

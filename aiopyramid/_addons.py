@@ -1,0 +1,148 @@
+"""Keeping thread-minded Pyramid add-ons right when requests share a thread.
+
+Several add-ons keep per-request state per *thread*, which is per request
+only when each request has a thread of its own.  Under aiopyramid many
+requests interleave on the loop's thread, so :func:`includeme` adapts the
+ones it knows about, through their public names, and only when the
+application uses them:
+
+* ``pyramid_tm`` takes its transaction manager from the ``tm.manager_hook``
+  setting, or else uses ``transaction.manager``, which is per thread:
+  interleaved requests would share (and commit or abort) one transaction.
+  Unless the application chose a hook, a new explicit manager is made per
+  request (``pyramid_tm.explicit_manager``).
+* ``pyramid_debugtoolbar``'s logging panel files log records under the
+  current thread; they are filed under the current request instead.
+* ``pyramid_debugtoolbar``'s performance panel holds a
+  :class:`threading.Lock` around the request while it profiles it; a second
+  request blocking on it would stop the loop's thread for good while the
+  first one waits on that loop.  The lock is replaced with one that makes
+  the second request's greenlet wait while the loop runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import greenlet
+from pyramid.threadlocal import get_current_request
+
+from .helpers import _running_loop, in_loop_greenlet, wait_for
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+
+#: The hook that pyramid_tm gets unless the application set one.
+TM_MANAGER_HOOK = "pyramid_tm.explicit_manager"
+
+
+def use_request_transaction_managers(settings: dict[str, Any]) -> None:
+    """Give pyramid_tm a manager per request, unless the settings name one.
+
+    pyramid_tm reads the setting when each request begins, so the order of
+    ``config.include`` calls does not matter.
+    """
+    if settings.get("tm.manager_hook") is None:
+        settings["tm.manager_hook"] = TM_MANAGER_HOOK
+
+
+def adapt_debugtoolbar() -> None:
+    """Adapt the debug toolbar's panels, if the application loaded them.
+
+    Runs when the configuration is committed: by then
+    ``config.include('pyramid_debugtoolbar')`` has imported its panels,
+    whichever was included first.  Idempotent.
+    """
+    logger_panel = sys.modules.get("pyramid_debugtoolbar.panels.logger")
+    if logger_panel is not None:
+        handler = logger_panel.handler
+        if type(handler) is logger_panel.ThreadTrackingHandler:
+            handler.records = weakref.WeakKeyDictionary()
+            handler.__class__ = _request_tracking_handler(type(handler))
+    performance_panel: Any = sys.modules.get("pyramid_debugtoolbar.panels.performance")
+    if performance_panel is not None and not isinstance(
+        performance_panel.lock, LoopFriendlyLock
+    ):
+        performance_panel.lock = LoopFriendlyLock()
+
+
+def _request_tracking_handler(base: type[Any]) -> type[Any]:
+    """A subclass of the logging panel's handler that files records per request."""
+
+    class RequestTrackingHandler(base):  # type: ignore[misc, valid-type]
+        """Files log records under the current request rather than the thread.
+
+        The current request is Pyramid's, kept per request by aiopyramid and
+        carried into executor threads, so what a plain view logs from its
+        thread shows up too.  Records logged outside any request are not
+        kept: no panel would ever collect them.  Records are held weakly by
+        request, so a request whose panel never collects them leaks nothing.
+        """
+
+        def emit(self, record: Any) -> None:
+            if get_current_request() is not None:
+                super().emit(record)
+
+        def get_records(self, thread: Any = None) -> Any:
+            return super().get_records(thread or _records_key())
+
+        def clear_records(self, thread: Any = None) -> None:
+            super().clear_records(thread or _records_key())
+
+    return RequestTrackingHandler
+
+
+def _records_key() -> Any:
+    # Outside a request, the thread stands in, as in the panel's own handler.
+    request = get_current_request()
+    return request if request is not None else threading.current_thread()
+
+
+class LoopFriendlyLock:
+    """A lock for the profiler that never blocks the loop's thread.
+
+    In a request's greenlet on a running loop, a contended ``acquire`` makes
+    the greenlet wait for the holder's release while the loop serves others;
+    elsewhere (a thread of its own) it blocks as a :class:`threading.Lock`
+    does.  Only ``with lock:`` is supported, which is how the panel uses it.
+    """
+
+    def __init__(self) -> None:
+        self._thread_lock = threading.Lock()
+        self._holder: greenlet.greenlet | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __enter__(self) -> None:
+        loop = _running_loop()
+        if loop is None or in_loop_greenlet():
+            self._thread_lock.acquire()
+            return
+        while self._holder is not None:
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            # The greenlet sleeps until the holder's __exit__ wakes it; the
+            # loop, free meanwhile, lets the holder finish.
+            wait_for(waiter, "the debug toolbar's performance panel")
+        self._holder = greenlet.getcurrent()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._holder is not greenlet.getcurrent():
+            self._thread_lock.release()
+            return
+        self._holder = None
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():  # a cancelled waiter left already
+                waiter.set_result(None)
+                return
+
+
+def includeme(config: Configurator) -> None:
+    """Adapt the add-ons that this configuration uses (see the module doc)."""
+    use_request_transaction_managers(config.get_settings())
+    # After every include has run, so that the toolbar's panels are loaded.
+    config.action(None, adapt_debugtoolbar, order=10)

@@ -1,0 +1,82 @@
+"""The echo servers that ``bench/websocket.py`` compares.
+
+* :func:`pyramid_app`: a Pyramid application with one websocket view at
+  ``/echo``, for ``gunicorn -k aiopyramid.gunicorn.worker.AsyncGunicornWorker
+  'bench.websocket_apps:pyramid_app(deflate=False)'``;
+* :func:`asgi_echo`: the echo as a plain ASGI application, to run under
+  uvicorn alone and see what uvicorn's websocket protocol costs by itself;
+* ``python -m bench.websocket_apps --port N [--no-deflate] [--no-uvloop]``:
+  the same echo written directly on the ``websockets`` library's asyncio
+  server, the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+from typing import Any
+
+
+async def echo(ws: Any) -> None:
+    """Send every message back until the client leaves."""
+    while (message := await ws.recv()) is not None:
+        await ws.send(message)
+
+
+def pyramid_app(deflate: bool = True) -> Any:
+    """The Pyramid echo application; ``deflate`` sets permessage-deflate."""
+    from pyramid.config import Configurator
+
+    from aiopyramid.websocket.config import WebsocketMapper
+
+    settings = {"aiopyramid.websocket.per_message_deflate": str(deflate).lower()}
+    with Configurator(settings=settings) as config:
+        config.include("aiopyramid")
+        config.add_route("echo", "/echo")
+        config.add_view(echo, route_name="echo", mapper=WebsocketMapper)
+    return config.make_wsgi_app()
+
+
+async def asgi_echo(scope: Any, receive: Any, send: Any) -> None:
+    """The echo as a bare ASGI application: uvicorn's own cost, without Pyramid."""
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({**message, "type": "websocket.send"})
+
+
+async def _bare_echo(ws: Any) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+async def _serve_bare(port: int, deflate: bool) -> None:
+    from websockets.asyncio.server import serve
+
+    compression = "deflate" if deflate else None
+    async with serve(_bare_echo, "127.0.0.1", port, compression=compression) as server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    """Run the bare ``websockets`` echo server until interrupted."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--no-deflate", action="store_true")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args()
+    use_uvloop = not args.no_uvloop and importlib.util.find_spec("uvloop") is not None
+    factory: Any = None
+    if use_uvloop:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_bare(args.port, not args.no_deflate))
+
+
+if __name__ == "__main__":
+    main()

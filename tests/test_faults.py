@@ -1,0 +1,192 @@
+"""Faults under AsyncGunicornWorker: errors, disconnects, leaks, slow views, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+
+import pytest
+
+from .servers import (
+    UNIT,
+    free_port,
+    gunicorn_command,
+    raw_get,
+    require_module,
+    running,
+)
+
+pytestmark = pytest.mark.server
+httpx = pytest.importorskip("httpx")
+APP = "tests.apps.faults:main()"
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The faults app under one worker, logging views that hold the loop > 200 ms."""
+    for name in ("gunicorn", "uvicorn", "httpx", "websockets"):
+        require_module(name)
+    port = free_port()
+    command = gunicorn_command(
+        "--no-control-socket", "--bind", f"127.0.0.1:{port}", APP
+    )
+    with running(command, port, env={"AIOPYRAMID_TEST_SLOW_MS": "200"}) as process:
+        yield process
+
+
+def get(server, path: str) -> httpx.Response:
+    """GET ``path`` from ``server``."""
+    return httpx.get(server.url + path, timeout=30 * UNIT)
+
+
+def counts(server) -> dict:
+    """What is alive in the worker (its test-only /counts view)."""
+    return get(server, "/counts").json()
+
+
+def settle(server, expected: dict, timeout: float = 10) -> dict:
+    """Poll /counts until greenlets and tasks are back to ``expected``."""
+    deadline = time.monotonic() + timeout * UNIT
+    while True:
+        now = counts(server)
+        same = all(now[key] == expected[key] for key in ("greenlets", "tasks"))
+        if same or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ("/view_error", "a coroutine view"),
+        ("/await_error", "an awaited coroutine"),
+        ("/tween_error", "a tween"),
+        ("/trav/a/boom", "a traverser"),
+        ("/executor_error", "an executor view"),
+    ],
+)
+def test_errors_reach_the_exception_view(server, path, where):
+    """An error in a view, tween, traverser or awaited coroutine gets its view."""
+    response = get(server, path)
+    assert (response.status_code, response.text) == (418, f"teapot: from {where}")
+    assert get(server, "/hello").text == "Hello coroutine"
+
+
+def test_unhandled_error_is_a_500_and_the_worker_serves_on(server):
+    """An error no exception view handles is a logged 500; the worker serves on."""
+    pid = counts(server)["pid"]
+    assert get(server, "/unhandled").status_code == 500
+    assert get(server, "/trav/a/b").text == "found b"
+    assert counts(server)["pid"] == pid
+    assert "RuntimeError: nobody handles this" in server.log()
+
+
+def test_disconnects_unwind_the_request(server):
+    """Clients leaving mid-await, mid-response and mid-upload leave nothing running."""
+    before = counts(server)
+    events = before["events"]
+    # Mid-await: the view's wait is cancelled once the bridge notices.
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+    # Mid-response: the generated body's close() runs.
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /stream?n=100000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(65536)
+    # Mid-upload: the view never runs for a body that never arrives.
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+            + b"x" * 1000
+        )
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5 * UNIT
+    while time.monotonic() < deadline:
+        after = settle(server, before)
+        seen = after["events"]
+        if seen["sleep-cancelled"] > events["sleep-cancelled"] and (
+            seen["stream-closed"] > events["stream-closed"]
+        ):
+            break
+        time.sleep(0.1)
+    assert seen["sleep-cancelled"] == events["sleep-cancelled"] + 1
+    assert seen["stream-closed"] == events["stream-closed"] + 1
+    assert seen["upload-seen"] == events["upload-seen"]
+    assert (after["greenlets"], after["tasks"]) == (
+        before["greenlets"],
+        before["tasks"],
+    )
+
+
+def test_twenty_thousand_mixed_requests_leak_nothing(server):
+    """After 20,000 mixed requests, what was alive is back and RSS grew < 10%."""
+    from bench import mixed_load
+
+    def load(total: int) -> mixed_load.Stats:
+        return asyncio.run(mixed_load.run(server.port, total=total, connections=32))
+
+    warm = load(3000)  # the executor's threads, the pools and caches fill up
+    assert warm.failures == []
+    time.sleep(0.5)
+    before = settle(server, {"greenlets": 1, "tasks": 2})
+    stats = load(20_000)
+    assert stats.failures == [], stats.failures[:10]
+    assert stats.total == 20_000
+    assert stats.disconnects >= 300 and stats.websockets >= 150
+    after = settle(server, before)
+    assert after["greenlets"] == before["greenlets"] == 1  # /counts' own
+    assert after["tasks"] == before["tasks"]
+    assert after["threads"] == before["threads"]
+    assert after["rss"] < before["rss"] * 1.10, (before["rss"], after["rss"])
+    cancelled = after["events"]["sleep-cancelled"] - before["events"]["sleep-cancelled"]
+    assert cancelled == stats.disconnects
+
+
+def test_slow_callback_setting_names_the_view(server):
+    """aiopyramid.debug.slow_callback_ms logs a view holding the loop, by its name."""
+    assert get(server, "/hog?s=0.3").text == "hogged"
+    assert get(server, "/sleep?s=0.3").text == "slept"  # waits, holds nothing
+    time.sleep(0.2)
+    lines = [
+        line for line in server.log().splitlines() if "held the event loop" in line
+    ]
+    assert len(lines) == 1, lines
+    assert "coroutine view hog held the event loop for 3" in lines[0]
+
+
+def test_sigterm_with_a_hundred_requests_in_flight():
+    """On SIGTERM 100 requests in flight finish in graceful_timeout; exit 0."""
+    for name in ("gunicorn", "uvicorn"):
+        require_module(name)
+    port = free_port()
+    command = gunicorn_command(
+        "--no-control-socket",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--graceful-timeout",
+        "10",
+        APP,
+    )
+    with running(command, port) as process:
+
+        async def main() -> tuple[list[int], float]:
+            calls = [
+                asyncio.ensure_future(raw_get(port, "/sleep?s=3")) for _ in range(100)
+            ]
+            # Let the worker accept all 100 (slow under coverage) before the
+            # signal: after it, new connections are refused by design.
+            await asyncio.sleep(1.5 * UNIT)
+            process.signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            statuses = [status for status, _ in await asyncio.gather(*calls)]
+            return statuses, time.monotonic() - signalled
+
+        statuses, took = asyncio.run(main())
+        assert statuses == [200] * 100
+        assert took < 10
+        assert process.process.wait(15 * UNIT) == 0
+        log = process.log()
+    assert "Worker exiting" in log
+    assert "exited with code" not in log
