@@ -20,32 +20,13 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from pyramid.httpexceptions import HTTPBadRequest
-from pyramid.interfaces import IViewMapper, IViewMapperFactory
-from zope.interface import implementer, provider
-
 from ...asgi import WEBSOCKET_KEY
-from ...helpers import allow_yield_from, wait_for
+from ...helpers import wait_for
 from .._asgi import ASGIWebsocket
 from ..exceptions import WebsocketClosed
+from ._base import WebsocketMapperBase, not_a_websocket
 
 __all__ = ["ASGIWebsocket", "WebsocketMapper"]
-
-
-def _target(view: Any, attr: str | None) -> Callable[[Any, Any], Any]:
-    """Return ``(context, request) -> callable(ws)`` for a function or class view."""
-    if inspect.isclass(view):
-        allow_yield_from(getattr(view, attr or "__call__", None))
-
-        factory: Any = view
-
-        def from_class(context: Any, request: Any) -> Any:
-            instance = factory(context, request)
-            return getattr(instance, attr) if attr else instance
-
-        return from_class
-    allow_yield_from(view)
-    return lambda context, request: view
 
 
 async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None:
@@ -65,9 +46,7 @@ async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None
         await ws.close()
 
 
-@implementer(IViewMapper)
-@provider(IViewMapperFactory)
-class WebsocketMapper:
+class WebsocketMapper(WebsocketMapperBase):
     """Map websocket views for ``AsyncGunicornWorker`` and ASGI servers.
 
     A view is a function taking the connection, ``view(ws)`` (``async def``,
@@ -85,42 +64,22 @@ class WebsocketMapper:
 
     #: Deliver text frames as UTF-8 ``bytes`` too.
     use_bytes: ClassVar[bool] = False
-    #: Subprotocols the view speaks, in order of preference.
-    subprotocols: ClassVar[Sequence[str]] = ()
-
-    def __init__(self, **kw: Any) -> None:
-        self.attr: str | None = kw.get("attr")
 
     @classmethod
     def options(
         cls, *, use_bytes: bool | None = None, subprotocols: Sequence[str] | None = None
     ) -> type[WebsocketMapper]:
         """Return a subclass with these options, for ``view_config(mapper=...)``."""
-        namespace: dict[str, Any] = {}
-        if use_bytes is not None:
-            namespace["use_bytes"] = use_bytes
-        if subprotocols is not None:
-            namespace["subprotocols"] = tuple(subprotocols)
-        return type(cls.__name__, (cls,), namespace)
-
-    def choose_subprotocol(self, offered: Sequence[str]) -> str | None:
-        """The first of :attr:`subprotocols` that the client offered, if any."""
-        for name in self.subprotocols:
-            if name in offered:
-                return name
-        return None
+        return cls.with_options(use_bytes=use_bytes, subprotocols=subprotocols)
 
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable."""
-        target = _target(view, self.attr)
+        target = self.view_target(view)
 
         def websocket_view(context: Any, request: Any) -> Any:
             ws = request.environ.get(WEBSOCKET_KEY)
             if not isinstance(ws, ASGIWebsocket):
-                return HTTPBadRequest(
-                    "This URL serves websocket connections only: connect with a "
-                    "websocket client (a GET with Upgrade: websocket)."
-                )
+                return not_a_websocket()
             run = target(context, request)
             ws.use_bytes = self.use_bytes
             # Both waits run on the loop while this request's greenlet sleeps:

@@ -29,12 +29,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import greenlet
-from pyramid.httpexceptions import HTTPBadRequest
-from pyramid.interfaces import IViewMapper, IViewMapperFactory
-from zope.interface import implementer, provider
 
-from ...helpers import allow_yield_from
 from ..exceptions import WebsocketClosed
+from ._base import WebsocketMapperBase, not_a_websocket
 
 __all__ = ["UWSGIWebsocket", "UWSGIWebsocketMapper"]
 
@@ -263,25 +260,7 @@ class UWSGIWebsocket:
             await result
 
 
-def _websocket_target(view: Any, attr: str | None) -> Callable[[Any, Any], Any]:
-    """A ``(context, request)`` function returning the callable to give ``ws``."""
-    if inspect.isclass(view):
-        cls: Any = view
-        allow_yield_from(getattr(cls, attr or "__call__", None))
-
-        def instance_target(context: Any, request: Any) -> Any:
-            instance = cls(context, request)
-            return getattr(instance, attr) if attr else instance
-
-        return instance_target
-    target = getattr(view, attr) if attr else view
-    allow_yield_from(target)
-    return lambda context, request: target
-
-
-@implementer(IViewMapper)
-@provider(IViewMapperFactory)
-class UWSGIWebsocketMapper:
+class UWSGIWebsocketMapper(WebsocketMapperBase):
     """Map websocket views for uWSGI's asyncio plugin and its websocket API.
 
     A view is a function (``async def``, plain, or a legacy generator using
@@ -299,42 +278,22 @@ class UWSGIWebsocketMapper:
     #: Hand messages that decode as UTF-8 to views as ``str`` (uWSGI does not
     #: tell text frames from binary ones).  ``False`` keeps ``bytes``.
     use_str: ClassVar[bool] = True
-    #: Subprotocols the view speaks, in order of preference.
-    subprotocols: ClassVar[Sequence[str]] = ()
-
-    def __init__(self, **kw: Any) -> None:
-        self.attr: str | None = kw.get("attr")
 
     @classmethod
     def options(
         cls, *, use_str: bool | None = None, subprotocols: Sequence[str] | None = None
     ) -> type[UWSGIWebsocketMapper]:
         """Return a subclass with these options, for ``view_config(mapper=...)``."""
-        namespace: dict[str, Any] = {}
-        if use_str is not None:
-            namespace["use_str"] = use_str
-        if subprotocols is not None:
-            namespace["subprotocols"] = tuple(subprotocols)
-        return type(cls.__name__, (cls,), namespace)
-
-    def choose_subprotocol(self, offered: Sequence[str]) -> str | None:
-        """The first of :attr:`subprotocols` that the client offered, if any."""
-        for name in self.subprotocols:
-            if name in offered:
-                return name
-        return None
+        return cls.with_options(use_str=use_str, subprotocols=subprotocols)
 
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable."""
-        target = _websocket_target(view, self.attr)
+        target = self.view_target(view)
         use_str = self.use_str
 
         def uwsgi_websocket_view(context: Any, request: Any) -> Any:
             if "HTTP_SEC_WEBSOCKET_KEY" not in request.environ:
-                return HTTPBadRequest(
-                    "This URL serves websocket connections only: connect with "
-                    "a websocket client."
-                )
+                return not_a_websocket()
             run = target(context, request)
             uwsgi = _import_uwsgi()
             offered = request.environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")
