@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._environ import LimitExceeded, Limits, build_environ
+from ._settings import positive_setting
 from ._wsgi_input import BodyTooLarge, read_body
 from .helpers import run_in_child_greenlet, wait_for
 from .websocket._asgi import ASGIWebsocket
@@ -409,9 +410,13 @@ def make_asgi_app(
     """
     if max_body_size is None:
         settings = getattr(getattr(wsgi_app, "registry", None), "settings", None) or {}
-        value = settings.get("aiopyramid.max_body_size")
-        if value not in (None, ""):
-            max_body_size = _positive_int("aiopyramid.max_body_size", value)
+        max_body_size = positive_setting(
+            settings,
+            "aiopyramid.max_body_size",
+            int,
+            "Set it to the largest request body to accept, in bytes (e.g. "
+            "10485760 for 10 MiB), or leave it out for no limit.",
+        )
     return ASGIBridge(
         wsgi_app,
         max_body_size=max_body_size,
@@ -419,16 +424,3 @@ def make_asgi_app(
         access_logger=access_logger,
         multiprocess=multiprocess,
     )
-
-
-def _positive_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-        if number < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name} must be a positive number of bytes, not {value!r}: set it "
-            "to e.g. 10485760 for 10 MiB, or leave it out for no limit."
-        ) from None
-    return number

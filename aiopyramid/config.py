@@ -39,6 +39,7 @@ from pyramid.threadlocal import get_current_registry
 from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
+from ._settings import positive_setting
 from .helpers import (
     _running_loop,
     allow_yield_from,
@@ -207,20 +208,14 @@ class AsyncioMapperBase(DefaultViewMapper):
 
 def slow_view_threshold(settings: Any) -> float | None:
     """Seconds from the ``aiopyramid.debug.slow_callback_ms`` setting, or None."""
-    value = settings.get(SLOW_SETTING)
-    if value in (None, ""):
-        return None
-    try:
-        milliseconds = float(value)
-        if not milliseconds > 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"{SLOW_SETTING} must be a positive number of milliseconds, not "
-            f"{value!r}. Set it to e.g. 100 to log coroutine views that hold "
-            "the event loop longer than 0.1 s, or leave it out."
-        ) from None
-    return milliseconds / 1000
+    milliseconds = positive_setting(
+        settings,
+        SLOW_SETTING,
+        float,
+        "Set it to e.g. 100 to log coroutine views that hold the event loop "
+        "longer than 0.1 s, or leave it out.",
+    )
+    return None if milliseconds is None else milliseconds / 1000
 
 
 def _report_slow(name: str, seconds: float, limit: float) -> None:
@@ -318,19 +313,15 @@ class ExecutorMapper(AsyncioMapperBase):
 
 def executor_from_settings(settings: dict[str, Any]) -> Executor | None:
     """Build the executor that ``aiopyramid.executor.max_workers`` asks for."""
-    value = settings.get("aiopyramid.executor.max_workers")
-    if value in (None, ""):
+    max_workers = positive_setting(
+        settings,
+        "aiopyramid.executor.max_workers",
+        int,
+        "Set it to the number of threads for plain views (a whole number), or "
+        "leave it out to use the event loop's default executor.",
+    )
+    if max_workers is None:
         return None
-    try:
-        max_workers = int(value)
-        if max_workers < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"aiopyramid.executor.max_workers must be a positive integer, "
-            f"not {value!r}. Set it to the number of threads for plain views, "
-            "or leave it out to use the event loop's default executor."
-        ) from None
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aiopyramid")

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from pyramid.exceptions import ConfigurationError
 
 from aiopyramid import asgi
 from aiopyramid._environ import LimitExceeded, Limits, build_environ
@@ -209,7 +210,7 @@ def test_max_body_size_setting_is_checked():
 
     assert asgi.make_asgi_app(App()).max_body_size == 1024
     App.registry.settings["aiopyramid.max_body_size"] = "-3"
-    with pytest.raises(ValueError, match="positive number of bytes"):
+    with pytest.raises(ConfigurationError, match=r"positive number.*in bytes"):
         asgi.make_asgi_app(App())
 
 

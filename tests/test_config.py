@@ -228,8 +228,8 @@ def test_max_workers_setting_sizes_a_pool_of_its_own(run):
 
 @pytest.mark.parametrize("value", ["zero", "0", "-2"])
 def test_bad_max_workers_is_a_configuration_error(value):
-    """A max_workers that is not a positive integer is refused with advice."""
-    with pytest.raises(ConfigurationError, match="positive integer"):
+    """A max_workers that is not a positive whole number is refused with advice."""
+    with pytest.raises(ConfigurationError, match=r"positive number.*whole number"):
         make_app(lambda c: None, **{"aiopyramid.executor.max_workers": value})
 
 

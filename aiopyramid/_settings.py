@@ -1,0 +1,32 @@
+"""Reading aiopyramid's numeric settings, with errors that say what to write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from pyramid.exceptions import ConfigurationError
+
+N = TypeVar("N", int, float)
+
+
+def positive_setting(
+    settings: Mapping[str, Any], name: str, kind: Callable[[Any], N], advice: str
+) -> N | None:
+    """The setting ``name`` as a positive ``kind`` (None when it is absent).
+
+    Anything else raises :class:`~pyramid.exceptions.ConfigurationError`
+    naming the setting, the bad value and ``advice`` (what to write instead).
+    """
+    value = settings.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        number = kind(value)
+        if not number > 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{name} must be a positive number, not {value!r}. {advice}"
+        ) from None
+    return number
