@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from .servers import ROOT, console_script, free_port, require_module, running
+from .servers import (
+    ROOT,
+    console_script,
+    free_port,
+    require,
+    require_module,
+    running,
+)
 
 TUTORIAL = ROOT / "docs" / "tutorial"
 
@@ -65,3 +72,36 @@ def test_tutorial_app_under_gunicorn(tutorial: Path):
         status, csv_text = call(server.url + "/notes.csv")
         assert status == 200
         assert csv_text.splitlines() == ["id,text", "1,buy milk"]
+
+
+def test_tutorial_app_under_uwsgi(tutorial: Path):
+    """The tutorial's uwsgi.ini serves the same app: store, list, push."""
+    require_module("websockets")
+    from websockets.asyncio.client import connect
+
+    from .uwsgi_apps.server import UWSGI, missing_uwsgi, uwsgi_venv
+
+    reason = missing_uwsgi()
+    require(reason is None, reason or "")
+    port = free_port()
+    ini = tutorial / "uwsgi.ini"
+    text = ini.read_text()
+    assert "127.0.0.1:6543" in text and "%d.venv-uwsgi" in text
+    ini.write_text(
+        text.replace("127.0.0.1:6543", f"127.0.0.1:{port}").replace(
+            "%d.venv-uwsgi", str(uwsgi_venv())
+        )
+    )
+
+    async def scenario(server) -> tuple[str, tuple[int, str]]:
+        async with connect(server.ws_url + "/feed") as feed:
+            await asyncio.sleep(0.2)
+            added = await asyncio.to_thread(
+                call, server.url + "/notes", {"text": "tea"}
+            )
+            return await asyncio.wait_for(feed.recv(), 5), added
+
+    with running([str(UWSGI), "--ini", "uwsgi.ini"], port, cwd=tutorial) as server:
+        pushed, added = asyncio.run(scenario(server))
+        assert (pushed, added) == ("tea", (201, '{"id": 1, "text": "tea"}'))
+        assert call(server.url + "/notes.csv")[1].splitlines() == ["id,text", "1,tea"]
