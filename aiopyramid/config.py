@@ -110,9 +110,9 @@ def is_coroutine_view(view: Any, attr: str | None = None) -> bool:
     return _is_coroutine_function(_view_target(view, attr))
 
 
-def _await_result(result: Any, view: Any) -> Any:
+def _await_result(result: Any, label: str) -> Any:
     if inspect.isawaitable(result):
-        return wait_for(result, f"coroutine view {_describe(view)}")
+        return wait_for(result, label)
     return result
 
 
@@ -155,9 +155,10 @@ class AsyncioMapperBase(DefaultViewMapper):
 
         limit = self.slow_seconds
         if limit is None:
+            label = f"coroutine view {_describe(view)}"  # for error messages
 
             def coroutine_view(context: Any, request: Any) -> Any:
-                return _await_result(mapped(context, request), view)
+                return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
@@ -185,11 +186,12 @@ class AsyncioMapperBase(DefaultViewMapper):
         Called where no event loop runs (already on a thread), the view is
         simply called.
         """
+        label = f"view {_describe(view)}"  # for error messages
 
         def executor_view(context: Any, request: Any) -> Any:
             loop = _running_loop()
             if loop is None:
-                return _await_result(mapped(context, request), view)
+                return _await_result(mapped(context, request), label)
             request.make_body_seekable()
             request.environ.pop("wsgi.file_wrapper", None)
             executor = request.registry.queryUtility(IExecutor)
@@ -200,8 +202,8 @@ class AsyncioMapperBase(DefaultViewMapper):
             future = loop.run_in_executor(
                 executor, thread_context.run, mapped, context, request
             )
-            result = wait_for(future, f"view {_describe(view)}")
-            return _await_result(result, view)
+            result = wait_for(future, label)
+            return _await_result(result, label)
 
         return _preserve(executor_view, mapped)
 

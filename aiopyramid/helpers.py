@@ -185,6 +185,10 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+def _itself(awaitable: Awaitable[T]) -> Awaitable[T]:
+    return awaitable
+
+
 def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     """Wait for ``awaitable`` from plain code and return its result.
 
@@ -217,10 +221,11 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
         context = current.gr_context = contextvars.Context()
     # Threads this request starts (executor views copy the context) must find
     # the loop to hand their coroutines to; the server set nothing for them.
-    home_loop.set(loop)  # ``context`` is this greenlet's current context
-    _host_loops.add(loop)
+    if home_loop.get(None) is not loop:  # once per request greenlet
+        home_loop.set(loop)  # ``context`` is this greenlet's current context
+        _host_loops.add(loop)
     loop.create_task(
-        run_in_greenlet(current, future, _await, awaitable), context=context
+        run_in_greenlet(current, future, _itself, awaitable), context=context
     )
     current.parent.switch()
     return future.result()
