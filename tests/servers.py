@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,13 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"requirement missing in CI: {reason}")
     pytest.skip(reason)
+
+
+def import_required(name: str) -> Any:
+    """Import ``name``: without it skip, except under ``CI=true`` (then fail)."""
+    if os.environ.get("CI", "").lower() == "true":
+        return importlib.import_module(name)  # an ImportError fails the run
+    return pytest.importorskip(name)
 
 
 def require_module(name: str) -> None:

@@ -14,9 +14,16 @@ import pytest
 from pyramid.config import Configurator
 
 from .conftest import make_app
-from .servers import UNIT, free_port, gunicorn_command, require_module, running
+from .servers import (
+    UNIT,
+    free_port,
+    gunicorn_command,
+    import_required,
+    require_module,
+    running,
+)
 
-httpx = pytest.importorskip("httpx")
+httpx = import_required("httpx")
 TOOLBAR_LINK = re.compile(r'href="(http://[^"]*/_debug_toolbar/[0-9a-f]+)"')
 
 

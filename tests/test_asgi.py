@@ -15,13 +15,14 @@ from .servers import (
     UNIT,
     console_script,
     free_port,
+    import_required,
     python_module,
     raw_get,
     require_module,
     running,
 )
 
-httpx = pytest.importorskip("httpx")
+httpx = import_required("httpx")
 
 SERVERS = {
     "uvicorn": lambda port, app: python_module(

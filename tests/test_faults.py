@@ -13,13 +13,14 @@ from .servers import (
     UNIT,
     free_port,
     gunicorn_command,
+    import_required,
     raw_get,
     require_module,
     running,
 )
 
 pytestmark = pytest.mark.server
-httpx = pytest.importorskip("httpx")
+httpx = import_required("httpx")
 APP = "tests.apps.faults:main()"
 
 

@@ -23,13 +23,14 @@ from .servers import (
     console_script,
     free_port,
     gunicorn_command,
+    import_required,
     raw_get,
     require_module,
     running,
 )
 
 pytestmark = pytest.mark.server
-httpx = pytest.importorskip("httpx")
+httpx = import_required("httpx")
 
 
 @pytest.fixture(autouse=True)

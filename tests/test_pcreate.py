@@ -11,6 +11,8 @@ import pytest
 
 from aiopyramid import pcreate
 
+from .servers import import_required
+
 
 def run_pcreate(
     tmp_path: Path, *args: str, stdin: str = ""
@@ -147,7 +149,7 @@ def test_usage_errors(tmp_path, args, message):
 
 def test_same_templates_work_with_cookiecutter(tmp_path):
     """cookiecutter renders the repository's templates to the same files."""
-    cookiecutter = pytest.importorskip("cookiecutter.main")
+    cookiecutter = import_required("cookiecutter.main")
     root = pcreate.scaffolds_root()
     for name in ("aio_starter", "aio_websocket"):
         out = tmp_path / name

@@ -24,10 +24,9 @@ import pytest
 
 from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
 
-if os.environ.get("CI") == "true":
-    import websockets
-else:
-    websockets = pytest.importorskip("websockets")
+from .servers import import_required
+
+websockets = import_required("websockets")
 
 pytestmark = pytest.mark.server
 

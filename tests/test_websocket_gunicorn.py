@@ -11,14 +11,15 @@ from .servers import (
     UNIT,
     free_port,
     gunicorn_command,
+    import_required,
     python_module,
     require_module,
     running,
 )
 
 pytestmark = pytest.mark.server
-websockets = pytest.importorskip("websockets")
-httpx = pytest.importorskip("httpx")
+websockets = import_required("websockets")
+httpx = import_required("httpx")
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
