@@ -154,24 +154,21 @@ class AsyncioMapperBase(DefaultViewMapper):
         """
 
         limit = self.slow_seconds
+        name = _describe(view)
+        label = f"coroutine view {name}"  # for error messages
         if limit is None:
-            label = f"coroutine view {_describe(view)}"  # for error messages
 
             def coroutine_view(context: Any, request: Any) -> Any:
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
-        name = _describe(view)
-
         def timed_coroutine_view(context: Any, request: Any) -> Any:
             started = time.perf_counter()
             result = mapped(context, request)
             _report_slow(name, time.perf_counter() - started, limit)
             if inspect.isawaitable(result):
-                result = wait_for(
-                    _timed_steps(result, name, limit), f"coroutine view {name}"
-                )
+                result = wait_for(_timed_steps(result, name, limit), label)
             return result
 
         return _preserve(timed_coroutine_view, mapped)
@@ -252,12 +249,9 @@ def _timed_steps(
         try:
             yielded = resume(value)
         except StopIteration as stop:
-            _report_slow(name, time.perf_counter() - started, limit)
             return stop.value
-        except BaseException:
+        finally:  # every step is timed, however it ended
             _report_slow(name, time.perf_counter() - started, limit)
-            raise
-        _report_slow(name, time.perf_counter() - started, limit)
         try:
             value = yield yielded
         except GeneratorExit:
