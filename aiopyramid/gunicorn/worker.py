@@ -56,21 +56,18 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         "them with `pip install aiopyramid[gunicorn]`."
     ) from error
 
+from pyramid.settings import asbool
+
 from ..asgi import ASGIBridge, Limits, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
-
-_TRUE = {"1", "true", "yes", "on"}
 
 log = logging.getLogger("aiopyramid.gunicorn")
 
 
 def _flag(value: Any, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in _TRUE
+    """A boolean setting read the way Pyramid reads its own; unset: ``default``."""
+    return default if value is None or value == "" else asbool(value)
 
 
 class _GunicornResponse:
