@@ -12,7 +12,6 @@ chunked body is refused as soon as it grows past the limit.
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
@@ -35,8 +34,12 @@ async def read_body(
     Returns ``None`` if the client disconnected first.  Raises
     :class:`BodyTooLarge` past ``limit`` bytes (``None``: no limit).
     """
-    memory = io.BytesIO()
-    target: IO[bytes] = memory
+    # Past the spool size the body moves to disk: memory stays bounded
+    # whatever the upload's size.  (Writing to the temporary file lands in
+    # the page cache: a short stall of the loop, paid only by large bodies.)
+    target: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=spool_size, prefix="aiopyramid-body-"
+    )
     size = 0
     more = True
     while more:
@@ -50,14 +53,6 @@ async def read_body(
         if limit is not None and size > limit:
             target.close()
             raise BodyTooLarge(size)
-        if target is memory and size > spool_size:
-            # Past the spool size the body moves to disk: memory stays bounded
-            # whatever the upload's size.
-            # (Writing to a fresh temporary file lands in the page cache: a
-            # short stall of the loop, paid only by large bodies.)
-            target = tempfile.TemporaryFile(prefix="aiopyramid-body-")  # noqa: SIM115
-            target.write(memory.getbuffer())
-            memory.close()
         target.write(chunk)
     target.seek(0)
     return target, size
