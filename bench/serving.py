@@ -23,7 +23,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._process import stop_group  # noqa: E402
+
 BIN = Path(sys.executable).parent
 WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -147,12 +150,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the whole process group."""
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
 
 def wrk(

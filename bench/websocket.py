@@ -35,7 +35,6 @@ import importlib.util
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._process import stop_group  # noqa: E402
+
 WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
 MESSAGE = "hello, echo"
 TARGET_RATE = 0.8
@@ -123,14 +126,8 @@ class Server:
 
     def stop(self) -> None:
         """Stop the whole process group."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_group(self.process)
 
 
 @dataclass
