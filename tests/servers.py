@@ -164,8 +164,13 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def gunicorn_command(*args: str) -> list[str]:
-    """Command line of gunicorn with the asyncio worker on one worker."""
-    return python_module("gunicorn", "-k", WORKER, "--workers", "1", *args)
+    """Command line of gunicorn with the asyncio worker on one worker.
+
+    Without gunicorn's control socket: tests leave nothing in ``~/.gunicorn``.
+    """
+    return python_module(
+        "gunicorn", "-k", WORKER, "--workers", "1", "--no-control-socket", *args
+    )
 
 
 def console_script(name: str) -> str:

@@ -30,9 +30,7 @@ TOOLBAR_LINK = re.compile(r'href="(http://[^"]*/_debug_toolbar/[0-9a-f]+)"')
 def serve(app: str, **env: str):
     """Run ``app`` under one AsyncGunicornWorker."""
     port = free_port()
-    command = gunicorn_command(
-        "--no-control-socket", "--bind", f"127.0.0.1:{port}", "--timeout", "10", app
-    )
+    command = gunicorn_command("--bind", f"127.0.0.1:{port}", "--timeout", "10", app)
     return running(command, port, env=env)
 
 

@@ -262,7 +262,7 @@ def server():
         require_module(name)
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket", "--bind", f"127.0.0.1:{port}", "tests.apps.faults:main()"
+        "--bind", f"127.0.0.1:{port}", "tests.apps.faults:main()"
     )
     with running(command, port, env={"AIOPYRAMID_TEST_HEAD_TIMEOUT": "2"}) as process:
         yield process

@@ -30,9 +30,7 @@ def server():
     for name in ("gunicorn", "uvicorn", "httpx", "websockets"):
         require_module(name)
     port = free_port()
-    command = gunicorn_command(
-        "--no-control-socket", "--bind", f"127.0.0.1:{port}", APP
-    )
+    command = gunicorn_command("--bind", f"127.0.0.1:{port}", APP)
     with running(command, port, env={"AIOPYRAMID_TEST_SLOW_MS": "200"}) as process:
         yield process
 
@@ -163,7 +161,6 @@ def test_sigterm_with_a_hundred_requests_in_flight():
         require_module(name)
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--graceful-timeout",

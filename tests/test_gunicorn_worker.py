@@ -50,7 +50,6 @@ def server(access_log: Path):
     """One gunicorn server (command line, one worker) shared by this module."""
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--access-logfile",
@@ -200,9 +199,7 @@ def test_body_over_maximum_answers_413():
     """A body over aiopyramid.max_body_size is refused with 413, declared or chunked."""
     port = free_port()
     ini = ROOT / "tests" / "apps" / "development.ini"
-    command = gunicorn_command(
-        "--no-control-socket", "--paste", str(ini), "--bind", f"127.0.0.1:{port}"
-    )
+    command = gunicorn_command("--paste", str(ini), "--bind", f"127.0.0.1:{port}")
     with running(command, port) as process:
         too_big = b"x" * (60 * 2**20 + 1)
         response = httpx.post(process.url + "/upload", content=too_big, timeout=60)
@@ -301,9 +298,7 @@ def test_paste_ini_and_unix_socket():
     """gunicorn --paste development.ini serves the app, here on a unix socket."""
     path = tempfile.mktemp(prefix="aiopyramid-", suffix=".sock")
     ini = ROOT / "tests" / "apps" / "development.ini"
-    command = gunicorn_command(
-        "--no-control-socket", "--paste", str(ini), "--bind", f"unix:{path}"
-    )
+    command = gunicorn_command("--paste", str(ini), "--bind", f"unix:{path}")
     with running(command, 0, unix_socket=path):
         transport = httpx.HTTPTransport(uds=path)
         with httpx.Client(transport=transport) as client:
@@ -328,7 +323,6 @@ def test_sigterm_finishes_requests_in_flight():
     """On SIGTERM requests in flight finish, new connections are refused, it exits."""
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--graceful-timeout",
@@ -358,7 +352,6 @@ def test_max_requests_recycles_the_worker():
     """After max_requests the worker exits and gunicorn starts a fresh one."""
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--max-requests",
@@ -378,7 +371,6 @@ def test_blocked_loop_gets_the_worker_restarted():
     """A worker whose loop is blocked past --timeout is killed and replaced."""
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--timeout",
@@ -406,9 +398,7 @@ def test_blocked_loop_gets_the_worker_restarted():
 def test_uvloop_can_be_turned_off():
     """AIOPYRAMID_UVLOOP=0 keeps asyncio's own loop."""
     port = free_port()
-    command = gunicorn_command(
-        "--no-control-socket", "--bind", f"127.0.0.1:{port}", "tests.apps.serving:app"
-    )
+    command = gunicorn_command("--bind", f"127.0.0.1:{port}", "tests.apps.serving:app")
     with running(command, port, env={"AIOPYRAMID_UVLOOP": "0"}) as process:
         assert httpx.get(process.url + "/loop").text.startswith("asyncio")
         body = json.loads(httpx.get(process.url + "/rss").text)
@@ -477,7 +467,6 @@ def test_tls_and_a_thread_pool(tmp_path):
     cert, key = self_signed_certificate(tmp_path)
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--certfile",
@@ -503,9 +492,7 @@ def test_tls_and_a_thread_pool(tmp_path):
 def test_worker_leaves_when_its_parent_dies():
     """A worker whose arbiter was killed notices the new parent and exits."""
     port = free_port()
-    command = gunicorn_command(
-        "--no-control-socket", "--bind", f"127.0.0.1:{port}", "tests.apps.serving:app"
-    )
+    command = gunicorn_command("--bind", f"127.0.0.1:{port}", "tests.apps.serving:app")
     with running(command, port) as process:
         worker = httpx.get(process.url + "/rss", timeout=10 * UNIT).json()["pid"]
         process.signal(signal.SIGKILL)
@@ -530,7 +517,6 @@ def test_sigint_stops_at_once_dropping_requests_in_flight():
     """SIGINT (gunicorn's quick shutdown) ends the worker without waiting for views."""
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--graceful-timeout",

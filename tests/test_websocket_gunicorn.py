@@ -32,7 +32,6 @@ def server(request):
     port = free_port()
     if request.param == "gunicorn":
         command = gunicorn_command(
-            "--no-control-socket",
             "--bind",
             f"127.0.0.1:{port}",
             "tests.apps.websockets:app",
@@ -287,7 +286,6 @@ def test_per_message_deflate_setting_turns_compression_off():
         require_module(name)
     port = free_port()
     command = gunicorn_command(
-        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "tests.apps.websockets:with_deflate(False)",
