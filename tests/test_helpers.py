@@ -46,6 +46,12 @@ class Boom(Exception):
     pass
 
 
+@synchronize
+async def forever() -> None:
+    """Wait until cancelled."""
+    await asyncio.sleep(3600)
+
+
 async def explode() -> None:
     await asyncio.sleep(0)
     raise Boom("from the coroutine")
@@ -307,10 +313,6 @@ def test_cancellation_unwinds_the_child(run, loop):
     """Cancelling the awaiting task raises CancelledError at the waiting point."""
     events = []
 
-    @synchronize
-    async def forever():
-        await asyncio.sleep(3600)
-
     def child():
         try:
             forever()
@@ -335,10 +337,6 @@ def test_cancellation_unwinds_the_child(run, loop):
 
 def test_child_may_survive_cancellation(run):
     """A child that handles the cancellation may go on and return a value."""
-
-    @synchronize
-    async def forever():
-        await asyncio.sleep(3600)
 
     def child():
         try:
