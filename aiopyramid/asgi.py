@@ -234,6 +234,8 @@ class ASGIBridge:
             environ["CONTENT_LENGTH"] = str(body[1])
         else:
             environ["wsgi.input"] = io.BytesIO()
+        # Read already and rewound: WebOb need not copy it again to seek.
+        environ["webob.is_body_seekable"] = True
         response = _Response(send)
         task = asyncio.current_task()
         state = _Watch(task, receive)

@@ -150,7 +150,9 @@ class AsyncioMapperBase(DefaultViewMapper):
     def run_in_greenlet(self, view: Any, mapped: ViewCallable) -> ViewCallable:
         """Call ``mapped`` in the request's greenlet and wait for its coroutine.
 
-        The coroutine runs on the event loop, in the request's context.
+        The coroutine runs on the event loop, in the request's context.  The
+        request body is read first, here: on the loop, some servers (uWSGI)
+        cannot read ``wsgi.input``, which belongs to the request's greenlet.
         """
 
         limit = self.slow_seconds
@@ -159,11 +161,13 @@ class AsyncioMapperBase(DefaultViewMapper):
         if limit is None:
 
             def coroutine_view(context: Any, request: Any) -> Any:
+                request.make_body_seekable()
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
         def timed_coroutine_view(context: Any, request: Any) -> Any:
+            request.make_body_seekable()
             started = time.perf_counter()
             result = mapped(context, request)
             _report_slow(name, time.perf_counter() - started, limit)

@@ -98,6 +98,23 @@ def test_request_state_follows_each_request(server: UWSGIServer) -> None:
     assert [body for _, _, body in answers] == [f"{n}:{n}".encode() for n in range(30)]
 
 
+def test_coroutine_view_reads_the_request_body(server: UWSGIServer) -> None:
+    """A coroutine view reads a body that arrives late, though it runs on the loop."""
+    body = b"hello" + b"x" * 1000
+    with socket.create_connection(("127.0.0.1", server.port), 5 * UNIT) as client:
+        client.sendall(
+            b"POST /body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        time.sleep(0.3)  # the view starts before the body is there
+        client.sendall(body)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"\r\n\r\n1005 hello")
+
+
 def test_plain_view_runs_in_an_executor_thread(server: UWSGIServer) -> None:
     """A plain view runs off the loop's thread and can wait for a coroutine."""
     status, _, body = get(server, "/plain")

@@ -196,6 +196,12 @@ def coverage_view(request: Any) -> Response:
     return Response(str(current is not None))
 
 
+async def body_view(request: Any) -> Any:
+    """A coroutine view reading the request body on the loop."""
+    await asyncio.sleep(0)
+    return Response(f"{len(request.body)} {request.body[:5].decode()}")
+
+
 def make_application() -> Any:
     """Configure the test application."""
     with Configurator() as config:
@@ -209,6 +215,7 @@ def make_application() -> Any:
             "/plain": plain_view,
             "/executor": executor_view,
             "/closed": closed_view,
+            "/body": body_view,
             "/_coverage": coverage_view,
         }
         for path, view in views.items():
