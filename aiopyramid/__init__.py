@@ -34,8 +34,8 @@ def includeme(config: Configurator) -> None:
     * the ``aiopyramid.debug.slow_callback_ms`` setting, if given, logs every
       coroutine view step that holds the loop longer than that;
     * add-ons that keep request state per thread are kept per request:
-      pyramid_tm gets a transaction manager per request unless the
-      ``tm.manager_hook`` setting names one, and pyramid_debugtoolbar's
+      pyramid_tm, if the application uses it, gets a transaction manager per
+      request unless the ``tm.manager_hook`` setting names one, and pyramid_debugtoolbar's
       logging and performance panels are adapted (see :doc:`compatibility`).
     """
     from .config import (
@@ -47,7 +47,7 @@ def includeme(config: Configurator) -> None:
 
     _threadlocal.install()
     config.set_view_mapper(CoroutineOrExecutorMapper)
-    settings = config.get_settings()
+    settings = config.get_settings() or {}  # None for a bare Registry()
     slow_view_threshold(settings)  # a bad value fails here, not at the first view
     _addons.includeme(config)
     executor = executor_from_settings(settings)

@@ -29,6 +29,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import greenlet
+from pyramid.interfaces import ITweens
 from pyramid.threadlocal import get_current_request
 
 from .helpers import _running_loop, in_loop_greenlet, wait_for
@@ -38,15 +39,24 @@ if TYPE_CHECKING:
 
 #: The hook that pyramid_tm gets unless the application set one.
 TM_MANAGER_HOOK = "pyramid_tm.explicit_manager"
+#: pyramid_tm's tween, whose presence says that the application uses it.
+TM_TWEEN = "pyramid_tm.tm_tween_factory"
 
 
-def use_request_transaction_managers(settings: dict[str, Any]) -> None:
-    """Give pyramid_tm a manager per request, unless the settings name one.
+def use_request_transaction_managers(registry: Any) -> None:
+    """Give pyramid_tm a manager per request, if it is used and no hook is set.
 
-    pyramid_tm reads the setting when each request begins, so the order of
-    ``config.include`` calls does not matter.
+    Runs when the configuration is committed, once every include has run, so
+    that it knows whether pyramid_tm's tween is there; an application that
+    does not use pyramid_tm gets no ``tm.manager_hook`` setting.  pyramid_tm
+    reads the setting when each request begins.
     """
-    if settings.get("tm.manager_hook") is None:
+    settings = registry.settings
+    tweens = registry.queryUtility(ITweens)
+    if settings is None or tweens is None:
+        return
+    names = [name for name, _ in (*tweens.explicit, *tweens.implicit())]
+    if TM_TWEEN in names and settings.get("tm.manager_hook") is None:
         settings["tm.manager_hook"] = TM_MANAGER_HOOK
 
 
@@ -143,6 +153,9 @@ class LoopFriendlyLock:
 
 def includeme(config: Configurator) -> None:
     """Adapt the add-ons that this configuration uses (see the module doc)."""
-    use_request_transaction_managers(config.get_settings())
-    # After every include has run, so that the toolbar's panels are loaded.
+    # After every include has run: the toolbar's panels are loaded by then,
+    # and pyramid_tm's tween is registered if the application uses it.
     config.action(None, adapt_debugtoolbar, order=10)
+    config.action(
+        None, use_request_transaction_managers, (config.registry,), order=10
+    )

@@ -57,38 +57,39 @@ def _ask(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 class CoroutineAuthenticationPolicyProxy:
     """Wrap a legacy authentication policy whose callback is a coroutine.
 
-    ``authenticated_userid`` and ``effective_principals`` (the methods that
-    call the callback) answer plain code with values and coroutine code with
-    awaitables; the other methods are passed straight through.
+    Every method of the policy answers plain code with a value and coroutine
+    code with an awaitable (as in the original library), so a coroutine view
+    writes ``await policy.unauthenticated_userid(request)`` as well as
+    ``await request.authenticated_userid``.
     """
 
     def __init__(self, policy: Any) -> None:
         self.policy = policy
 
     def authenticated_userid(self, request: Any) -> Any:
-        """The userid the callback accepts (awaitable from coroutine code)."""
+        """The userid the callback accepts."""
         return _ask(self.policy.authenticated_userid, request)
 
     def effective_principals(self, request: Any) -> Any:
-        """The request's principals (awaitable from coroutine code)."""
+        """The request's principals."""
         return _ask(self.policy.effective_principals, request)
 
     def unauthenticated_userid(self, request: Any) -> Any:
         """The userid the request claims, without the callback's verdict."""
-        return self.policy.unauthenticated_userid(request)
+        return _ask(self.policy.unauthenticated_userid, request)
 
     def remember(self, request: Any, userid: Any, **kw: Any) -> Any:
         """Headers that remember ``userid``."""
-        return self.policy.remember(request, userid, **kw)
+        return _ask(self.policy.remember, request, userid, **kw)
 
     def forget(self, request: Any, **kw: Any) -> Any:
         """Headers that forget the current user."""
-        return self.policy.forget(request, **kw)
+        return _ask(self.policy.forget, request, **kw)
 
 
 def authn_policy_factory(
     auth_class: Callable[..., Any],
-    coroutine_callback: Callable[..., Any],
+    coroutine_callback: Callable[..., Any] | None = None,
     *args: Any,
     **kwargs: Any,
 ) -> CoroutineAuthenticationPolicyProxy:
@@ -101,7 +102,13 @@ def authn_policy_factory(
         policy = authn_policy_factory(AuthTktAuthenticationPolicy, groupfinder,
                                       'secret', hashalg='sha512')
         config.set_authentication_policy(policy)
+
+    Without a callback, ``auth_class(*args, **kwargs)`` is built and wrapped
+    as it is (pass a synchronized callback under another keyword yourself if
+    the policy names it differently).
     """
+    if coroutine_callback is None:
+        return CoroutineAuthenticationPolicyProxy(auth_class(*args, **kwargs))
     callback = synchronize(coroutine_callback)
     return CoroutineAuthenticationPolicyProxy(
         auth_class(*args, callback=callback, **kwargs)

@@ -147,6 +147,31 @@ class AsyncioMapperBase(DefaultViewMapper):
             return self.run_in_greenlet(view, mapped)
         return self.run_in_executor(view, mapped)
 
+    def is_class_method_coroutine(self, view: Any) -> bool:
+        """Return whether ``view`` is a class whose view method is a coroutine.
+
+        The method is the one named by this mapper's ``attr`` (``__call__``
+        without it).  Kept from the original library; :func:`is_coroutine_view`
+        answers for every kind of view.
+        """
+        return inspect.isclass(view) and is_coroutine_view(view, self.attr)
+
+    def run_in_coroutine_view(self, view: ViewCallable) -> ViewCallable:
+        """Wrap a ``(context, request)`` callable that returns a coroutine.
+
+        The original library's name: the same as :meth:`run_in_greenlet`
+        for a view that Pyramid's default mapper has already mapped.
+        """
+        return self.run_in_greenlet(view, view)
+
+    def run_in_executor_view(self, view: ViewCallable) -> ViewCallable:
+        """Wrap a plain ``(context, request)`` callable to run in the executor.
+
+        The original library's name: the same as :meth:`run_in_executor`
+        for a view that Pyramid's default mapper has already mapped.
+        """
+        return self.run_in_executor(view, view)
+
     def run_in_greenlet(self, view: Any, mapped: ViewCallable) -> ViewCallable:
         """Call ``mapped`` in the request's greenlet and wait for its coroutine.
 
@@ -161,13 +186,13 @@ class AsyncioMapperBase(DefaultViewMapper):
         if limit is None:
 
             def coroutine_view(context: Any, request: Any) -> Any:
-                request.make_body_seekable()
+                _read_body(request)
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
         def timed_coroutine_view(context: Any, request: Any) -> Any:
-            request.make_body_seekable()
+            _read_body(request)
             started = time.perf_counter()
             result = mapped(context, request)
             _report_slow(name, time.perf_counter() - started, limit)
@@ -193,7 +218,7 @@ class AsyncioMapperBase(DefaultViewMapper):
             loop = _running_loop()
             if loop is None:
                 return _await_result(mapped(context, request), label)
-            request.make_body_seekable()
+            _read_body(request)
             request.environ.pop("wsgi.file_wrapper", None)
             executor = request.registry.queryUtility(IExecutor)
             thread_context = contextvars.copy_context()
@@ -207,6 +232,13 @@ class AsyncioMapperBase(DefaultViewMapper):
             return _await_result(result, label)
 
         return _preserve(executor_view, mapped)
+
+
+def _read_body(request: Any) -> None:
+    # Test doubles (pyramid.testing.DummyRequest) have no body to read.
+    make_body_seekable = getattr(request, "make_body_seekable", None)
+    if make_body_seekable is not None:
+        make_body_seekable()
 
 
 def slow_view_threshold(settings: Any) -> float | None:

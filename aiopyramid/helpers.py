@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import sys
 import threading
 import types
 import weakref
@@ -37,6 +38,7 @@ from pyramid.exceptions import ConfigurationError
 from .exceptions import ScopeError
 
 __all__ = [
+    "SCOPE_ERROR_MESSAGE",
     "is_generator",
     "run_in_greenlet",
     "spawn_greenlet",
@@ -47,6 +49,21 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+#: What a :class:`~aiopyramid.exceptions.ScopeError` says when a coroutine is
+#: waited for in the greenlet that runs the event loop; ``{}`` is the name of
+#: what was called.
+SCOPE_ERROR_MESSAGE = (
+    "{} was called in the greenlet that runs the event loop, where waiting "
+    "would stop the loop. Await the coroutine directly, use "
+    "@synchronize(strict=False) and await what it returns, or run the calling "
+    "code in a child greenlet with "
+    "`await aiopyramid.helpers.spawn_greenlet(func, *args)`."
+)
+
+#: Python 3.11 added ``context=`` to ``loop.create_task``; before it, a task
+#: takes a copy of the context current when it is created.
+_TASK_TAKES_CONTEXT = sys.version_info >= (3, 11)
 
 #: The loop that the current request belongs to.  Set in the context of every
 #: greenlet spawned here; a copied context carries it into executor threads,
@@ -199,19 +216,17 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     if type(current) is _SpawnedGreenlet:
         # Our driver is blocked in child.switch(): hand it the awaitable and
         # sleep until it switches back with the value (or throws the error).
+        # A future is wrapped: the driver takes a bare future for the
+        # original library's protocol (see run_in_child_greenlet).
+        if asyncio.isfuture(awaitable):
+            awaitable = _await(awaitable)
         return current.parent.switch(awaitable)  # type: ignore[no-any-return]
     loop = _running_loop()
     if loop is None:
         return _wait_from_thread(awaitable, name)
     if current.parent is None or current in _loop_greenlets:
         _close(awaitable)
-        raise ScopeError(
-            f"{name} was called in the greenlet that runs the event loop, "
-            "where waiting would stop the loop. Await the coroutine directly, "
-            "use @synchronize(strict=False) and await what it returns, or run "
-            "the calling code in a child greenlet with "
-            "`await aiopyramid.helpers.spawn_greenlet(func, *args)`."
-        )
+        raise ScopeError(SCOPE_ERROR_MESSAGE.format(name))
     # A greenlet we did not spawn (uWSGI's asyncio plugin): its parent ignores
     # values switched to it, so the awaited work runs in a task of its own,
     # sharing this greenlet's context, and that task switches back when done.
@@ -235,8 +250,8 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
     # No loop runs in this thread: an executor thread of some request. The
     # request's loop is free (its greenlet waits for this thread), so give it
     # the coroutine and block this thread until the loop is done with it.
-    loop = home_loop.get(None) or _only_host_loop()
-    if loop is None or loop.is_closed():
+    loop = _thread_loop()
+    if loop is None:
         _close(awaitable)
         raise ScopeError(
             f"{name} was called in a thread with no event loop to run it on. "
@@ -245,6 +260,12 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
             "yourself with asyncio.run()."
         )
     return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop that a thread without one of its own may hand coroutines to."""
+    loop = home_loop.get(None) or _only_host_loop()
+    return None if loop is None or loop.is_closed() else loop
 
 
 def _only_host_loop() -> asyncio.AbstractEventLoop | None:
@@ -261,16 +282,29 @@ def _close(awaitable: object) -> None:
 async def run_in_greenlet(
     back: greenlet.greenlet,
     future: asyncio.Future[Any],
-    func: Callable[..., Awaitable[Any]],
+    func: Callable[..., Any],
     *args: Any,
     **kwargs: Any,
-) -> None:
+) -> Any:
     """Await ``func(*args, **kwargs)``, settle ``future``, then resume ``back``.
 
-    Runs on the event loop as a task.  ``back`` is the greenlet that waits for
-    ``future``: it is switched to once the future holds the result or the
-    exception, so it never needs its parent to wake it up.
+    The original library's way for plain code to wait by hand, kept as it
+    was: the greenlet ``back`` creates ``future``, schedules this coroutine as
+    a task, switches that task up to its parent and, once resumed, reads
+    ``future.result()``::
+
+        this = greenlet.getcurrent()
+        future = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(run_in_greenlet(this, future, fetch, key))
+        this.parent.switch(task)
+        value = future.result()
+
+    ``func`` may be an ``async def`` function or a legacy generator function.
+    The task resumes ``back`` itself, so the parent greenlet need not know
+    about it, and returns what ``back`` switches up next (or returns): under
+    :func:`spawn_greenlet`, that is the child's next request to its driver.
     """
+    allow_yield_from(func)
     try:
         result = await func(*args, **kwargs)
     except asyncio.CancelledError:
@@ -279,8 +313,9 @@ async def run_in_greenlet(
         future.set_exception(exc)
     else:
         future.set_result(result)
-    if not back.dead:
-        back.switch()
+    if back.dead:
+        return None
+    return back.switch()
 
 
 async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
@@ -289,6 +324,16 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     The engine of :func:`spawn_greenlet`, for callers that already run in a
     task of their own (the ASGI bridge: servers start a task per request),
     and so need no copy of the context and no new task.
+
+    The child may switch up three kinds of thing:
+
+    * an awaitable that is not a future (what :func:`wait_for` hands up): it
+      is awaited and its result (or exception) switched back into the child;
+    * an asyncio future or task (the original library's protocol): it is
+      awaited and its result is taken as what the child switched up next,
+      because whoever settles it (:func:`run_in_greenlet`) resumes the child
+      itself; if its result is a plain value, the wait ends with it;
+    * any other value: the wait ends with that value.
     """
     loop_greenlet = greenlet.getcurrent()
     if loop_greenlet.parent is not None:
@@ -301,16 +346,25 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     child.gr_context = loop_greenlet.gr_context
     switched = child.switch(func, args, {})
     while type(switched) is not _Outcome:
-        if not inspect.isawaitable(switched):
-            # The original library's rule: anything but a future ends the wait
-            # (the child is left suspended, never to be pooled again).
-            return switched  # type: ignore[no-any-return]
-        try:
-            value = await switched
-        except BaseException as exc:  # cancellation included: unwind the child
-            switched = child.throw(type(exc), exc, exc.__traceback__)
+        if asyncio.isfuture(switched):
+            try:
+                switched = await switched
+            except BaseException as exc:  # cancellation included: unwind the child
+                switched = child.throw(type(exc), exc, exc.__traceback__)
+        elif inspect.isawaitable(switched):
+            try:
+                value = await switched
+            except BaseException as exc:  # cancellation included: unwind the child
+                switched = child.throw(type(exc), exc, exc.__traceback__)
+            else:
+                switched = child.switch(value)
         else:
-            switched = child.switch(value)
+            # The original library's rule: anything but a future ends the wait.
+            # Nothing will resume the child: unwind it now (its ``finally``
+            # blocks run), since a suspended greenlet caught in a reference
+            # cycle, as a pooled one is, would never be collected.
+            child.throw(greenlet.GreenletExit)
+            return switched  # type: ignore[no-any-return]
     child.gr_context = None
     if len(idle) < _POOL_SIZE:
         idle.append(child)
@@ -324,18 +378,31 @@ async def spawn_greenlet(func: Callable[..., T], /, *args: Any, **kwargs: Any) -
 
     Inside the child, plain code may call :func:`synchronize`-d coroutines
     and wait for them as for any function; the loop serves other work
-    meanwhile.  If the child switches a future (or any awaitable) to its
-    parent, it is awaited and its result is switched back; switching up any
-    other value ends the wait with that value.  The child runs in a copy of
-    the caller's context, so context variables it sets stay with it.  If the
-    awaiting task is cancelled, :class:`asyncio.CancelledError` is raised in
-    the child at its waiting point so that ``finally`` blocks run.
+    meanwhile.  The original library's protocol works too: the child may
+    switch up an asyncio future or task; it is awaited, and its result is
+    taken as the child's next switched value (a task of
+    :func:`run_in_greenlet` resumes the child and returns what the child
+    switches up next); switching up, or returning, a value that is not a
+    future ends the wait with that value, and a returned future is awaited.
+
+    The child runs in a copy of the caller's context, so context variables it
+    sets stay with it.  If the awaiting task is cancelled,
+    :class:`asyncio.CancelledError` is raised in the child at its waiting
+    point so that ``finally`` blocks run.
     """
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     context.run(home_loop.set, loop)
     call = functools.partial(func, **kwargs) if kwargs else func
-    return await loop.create_task(run_in_child_greenlet(call, *args), context=context)
+    work = run_in_child_greenlet(call, *args)
+    if _TASK_TAKES_CONTEXT:
+        task = loop.create_task(work, context=context)  # type: ignore[call-arg]
+    else:  # the task copies ``context``: the same variables, as it is now
+        task = context.run(loop.create_task, work)
+    result = await task
+    while asyncio.isfuture(result):
+        result = await result
+    return result
 
 
 @overload
@@ -365,7 +432,9 @@ def synchronize(func: Any = None, /, *, strict: bool = True) -> Any:
       :class:`~aiopyramid.exceptions.ScopeError` if ``strict``, else returns
       the coroutine for the caller to await;
     * in a thread without a loop (an executor view): runs the coroutine on the
-      request's loop and blocks this thread until it is done.
+      request's loop and blocks this thread until it is done; where no loop
+      at all is known (a plain script), raises ``ScopeError`` if ``strict``,
+      else returns the coroutine for the caller to run.
 
     With ``strict=True`` anything but a coroutine function raises
     :class:`pyramid.exceptions.ConfigurationError`; with ``strict=False`` a
@@ -387,7 +456,7 @@ def synchronize(func: Any = None, /, *, strict: bool = True) -> Any:
             result = fn(*args, **kwargs)
             if not inspect.isawaitable(result):
                 return result
-            if not strict and in_loop_greenlet():
+            if not strict and not _can_wait():
                 return result
             return wait_for(result, name)
 
@@ -398,24 +467,30 @@ def synchronize(func: Any = None, /, *, strict: bool = True) -> Any:
     return decorate(func)
 
 
-def spawn_greenlet_on_scope_error(func: Callable[P, T]) -> Callable[P, T]:
-    """Let ``func`` be called from the loop's greenlet as well as from plain code.
+def _can_wait() -> bool:
+    """Whether the caller could wait for a coroutine, rather than await it."""
+    if _running_loop() is None:
+        return _thread_loop() is not None
+    return not in_loop_greenlet()
 
-    Called from plain code, the wrapper returns what ``func`` returns.  When
-    ``func`` raises :class:`~aiopyramid.exceptions.ScopeError` because it was
-    called in the greenlet that runs the loop, the wrapper instead returns an
-    awaitable that runs ``func`` again, from the start, in a child greenlet:
-    ``await`` it.  Keep side effects after the first synchronized call.
+
+def spawn_greenlet_on_scope_error(func: Callable[P, T]) -> Callable[P, T]:
+    """Let ``func`` be called from coroutine code as well as from plain code.
+
+    Called from plain code (a request's greenlet, an executor thread), the
+    wrapper calls ``func`` and returns what it returns.  Called in the
+    greenlet that runs the loop (coroutine code, where nothing may wait), it
+    returns an awaitable instead, which runs ``func`` in a child greenlet
+    where its synchronized coroutines can wait: ``await`` it.
     """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except ScopeError:
-            if not in_loop_greenlet():
-                raise
+        if in_loop_greenlet():
+            # A future rather than a coroutine: awaitable more than once, and
+            # never warned about when a caller drops it.
             return asyncio.ensure_future(spawn_greenlet(func, *args, **kwargs))  # type: ignore[return-value]
+        return func(*args, **kwargs)
 
     return wrapper
 

@@ -10,8 +10,10 @@ import threading
 import time
 from pathlib import Path
 
+import pyramid_tm
 import pytest
 from pyramid.config import Configurator
+from pyramid.path import DottedNameResolver
 
 from .conftest import make_app
 from .servers import (
@@ -225,14 +227,30 @@ def test_exclog_logs_a_coroutine_views_traceback(addons):
 # -- the adaptations themselves, in process ------------------------------------
 
 
+def custom_manager_hook(request: object) -> None:
+    """A tm.manager_hook of the application's own (never called)."""
+
+
 def test_include_sets_a_transaction_manager_per_request():
-    """config.include('aiopyramid') sets tm.manager_hook unless the app set one."""
+    """With pyramid_tm, include sets tm.manager_hook unless the app set one."""
     with Configurator(settings={}) as config:
         config.include("aiopyramid")
-    assert config.registry.settings["tm.manager_hook"] == "pyramid_tm.explicit_manager"
-    with Configurator(settings={"tm.manager_hook": "my.hook"}) as config:
+        config.include("pyramid_tm")
+    hook = DottedNameResolver().maybe_resolve(config.registry.settings["tm.manager_hook"])
+    assert hook is pyramid_tm.explicit_manager
+    own = {"tm.manager_hook": "tests.test_addons.custom_manager_hook"}
+    with Configurator(settings=own) as config:
+        config.include("pyramid_tm")
         config.include("aiopyramid")
-    assert config.registry.settings["tm.manager_hook"] == "my.hook"
+    hook = DottedNameResolver().maybe_resolve(config.registry.settings["tm.manager_hook"])
+    assert hook is custom_manager_hook
+
+
+def test_include_leaves_tm_settings_alone_without_pyramid_tm():
+    """An application that does not use pyramid_tm gets no tm.manager_hook."""
+    with Configurator(settings={}) as config:
+        config.include("aiopyramid")
+    assert "tm.manager_hook" not in config.registry.settings
 
 
 def test_performance_lock_lets_the_loop_run_while_a_request_waits(run):
