@@ -35,8 +35,9 @@ def includeme(config: Configurator) -> None:
       coroutine view step that holds the loop longer than that;
     * add-ons that keep request state per thread are kept per request:
       pyramid_tm, if the application uses it, gets a transaction manager per
-      request unless the ``tm.manager_hook`` setting names one, and pyramid_debugtoolbar's
-      logging and performance panels are adapted (see :doc:`compatibility`).
+      request unless the ``tm.manager_hook`` setting names one, and
+      pyramid_debugtoolbar's logging and performance panels are adapted
+      (see :doc:`compatibility`).
     """
     from .config import (
         CoroutineOrExecutorMapper,

@@ -156,6 +156,4 @@ def includeme(config: Configurator) -> None:
     # After every include has run: the toolbar's panels are loaded by then,
     # and pyramid_tm's tween is registered if the application uses it.
     config.action(None, adapt_debugtoolbar, order=10)
-    config.action(
-        None, use_request_transaction_managers, (config.registry,), order=10
-    )
+    config.action(None, use_request_transaction_managers, (config.registry,), order=10)

@@ -239,9 +239,7 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     if home_loop.get(None) is not loop:  # once per request greenlet
         home_loop.set(loop)  # ``context`` is this greenlet's current context
         _host_loops.add(loop)
-    loop.create_task(
-        run_in_greenlet(current, future, _itself, awaitable), context=context
-    )
+    _task_in(context, loop, run_in_greenlet(current, future, _itself, awaitable))
     current.parent.switch()
     return future.result()
 
@@ -279,6 +277,19 @@ def _close(awaitable: object) -> None:
         awaitable.close()
 
 
+def _task_in(
+    context: contextvars.Context,
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, T],
+) -> asyncio.Task[T]:
+    """Start ``coro`` as a task that runs in ``context``."""
+    if _TASK_TAKES_CONTEXT:
+        return loop.create_task(coro, context=context)  # type: ignore[call-arg]
+    # Python 3.10: a task takes a copy of the context current when it is made,
+    # so it sees ``context``'s variables, but what it sets stays in the copy.
+    return context.run(loop.create_task, coro)
+
+
 async def run_in_greenlet(
     back: greenlet.greenlet,
     future: asyncio.Future[Any],
@@ -299,14 +310,17 @@ async def run_in_greenlet(
         this.parent.switch(task)
         value = future.result()
 
-    ``func`` may be an ``async def`` function or a legacy generator function.
+    ``func`` may be an ``async def`` function, a legacy generator function,
+    or a plain function (its value is used as it is).
     The task resumes ``back`` itself, so the parent greenlet need not know
     about it, and returns what ``back`` switches up next (or returns): under
     :func:`spawn_greenlet`, that is the child's next request to its driver.
     """
     allow_yield_from(func)
     try:
-        result = await func(*args, **kwargs)
+        result = func(*args, **kwargs)
+        if inspect.isawaitable(result):  # a plain function's value is kept
+            result = await result
     except asyncio.CancelledError:
         future.cancel()
     except BaseException as exc:  # handed over to the waiting greenlet
@@ -394,12 +408,7 @@ async def spawn_greenlet(func: Callable[..., T], /, *args: Any, **kwargs: Any) -
     context = contextvars.copy_context()
     context.run(home_loop.set, loop)
     call = functools.partial(func, **kwargs) if kwargs else func
-    work = run_in_child_greenlet(call, *args)
-    if _TASK_TAKES_CONTEXT:
-        task = loop.create_task(work, context=context)  # type: ignore[call-arg]
-    else:  # the task copies ``context``: the same variables, as it is now
-        task = context.run(loop.create_task, work)
-    result = await task
+    result = await _task_in(context, loop, run_in_child_greenlet(call, *args))
     while asyncio.isfuture(result):
         result = await result
     return result

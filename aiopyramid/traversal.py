@@ -23,7 +23,10 @@ from pyramid.traversal import ResourceTreeTraverser
 
 from .helpers import wait_for
 
-__all__ = ["AsyncioTraverser"]
+__all__ = ["SLASH", "AsyncioTraverser", "traverse"]
+
+#: The path separator (and the root's path), as the original library named it.
+SLASH = "/"
 
 
 class _Waiting:
@@ -51,6 +54,67 @@ class _Waiting:
             return _Waiting(child)
 
         return waiting_getitem
+
+
+async def traverse(
+    i: int,
+    ob: Any,
+    view_selector: str,
+    vpath_tuple: tuple[str, ...],
+    vroot_idx: int,
+    vroot: Any,
+    vroot_tuple: tuple[str, ...],
+    root: Any,
+    subpath: tuple[str, ...],
+) -> dict[str, Any]:
+    """Walk ``vpath_tuple`` from ``ob`` on the event loop; the original's coroutine.
+
+    The arguments are the state of Pyramid's traversal algorithm once the
+    path is split (``i`` the index of the first segment to look up,
+    ``vroot_idx`` the index of the virtual root's last segment or ``-1``);
+    the result is the dict an :class:`~pyramid.interfaces.ITraverser`
+    returns.  Each ``__getitem__`` may return an awaitable (``async def``
+    resources), which is awaited; a plain value is used as it is.  Call it
+    from coroutine code; :class:`AsyncioTraverser` does the same walk from
+    the request's greenlet.
+    """
+
+    def found(context: Any, view_name: str, at: int) -> dict[str, Any]:
+        return {
+            "context": context,
+            "view_name": view_name,
+            "subpath": vpath_tuple[at + 1 :],
+            "traversed": vpath_tuple[: vroot_idx + at + 1],
+            "virtual_root": vroot,
+            "virtual_root_path": vroot_tuple,
+            "root": root,
+        }
+
+    for segment in vpath_tuple[i:]:
+        if segment[:2] == view_selector:
+            return found(ob, segment[2:], i)
+        getitem = getattr(ob, "__getitem__", None)
+        if getitem is None:
+            return found(ob, segment, i)
+        try:
+            child = getitem(segment)
+            if inspect.isawaitable(child):
+                child = await child
+        except KeyError:
+            return found(ob, segment, i)
+        if i == vroot_idx:
+            vroot = child
+        ob = child
+        i += 1
+    return {
+        "context": ob,
+        "view_name": "",
+        "subpath": subpath,
+        "traversed": vpath_tuple,
+        "virtual_root": vroot,
+        "virtual_root_path": vroot_tuple,
+        "root": root,
+    }
 
 
 class AsyncioTraverser(ResourceTreeTraverser):

@@ -55,15 +55,21 @@ def coroutine_logger_tween_factory(
 
     def coroutine_logger_tween(request: Any) -> Any:
         started = time.perf_counter()
-        _log("%s %s started", request.method, request.path_qs)
+        line = _request_line(request)
+        _log("%s started", line)
         response = handler(request)
         _log(
-            "%s %s answered %s in %.1f ms",
-            request.method,
-            request.path_qs,
-            response.status,
+            "%s answered %s in %.1f ms",
+            line,
+            getattr(response, "status", response),
             (time.perf_counter() - started) * 1000,
         )
         return response
 
     return coroutine_logger_tween
+
+
+def _request_line(request: Any) -> str:
+    # Test doubles and bare objects stand in for requests in unit tests.
+    method = getattr(request, "method", None)
+    return f"{method} {request.path_qs}" if method else repr(request)

@@ -227,6 +227,9 @@ def test_exclog_logs_a_coroutine_views_traceback(addons):
 # -- the adaptations themselves, in process ------------------------------------
 
 
+resolve = DottedNameResolver().maybe_resolve
+
+
 def custom_manager_hook(request: object) -> None:
     """A tm.manager_hook of the application's own (never called)."""
 
@@ -236,13 +239,17 @@ def test_include_sets_a_transaction_manager_per_request():
     with Configurator(settings={}) as config:
         config.include("aiopyramid")
         config.include("pyramid_tm")
-    hook = DottedNameResolver().maybe_resolve(config.registry.settings["tm.manager_hook"])
+    hook = DottedNameResolver().maybe_resolve(
+        config.registry.settings["tm.manager_hook"]
+    )
     assert hook is pyramid_tm.explicit_manager
     own = {"tm.manager_hook": "tests.test_addons.custom_manager_hook"}
     with Configurator(settings=own) as config:
         config.include("pyramid_tm")
         config.include("aiopyramid")
-    hook = DottedNameResolver().maybe_resolve(config.registry.settings["tm.manager_hook"])
+    hook = DottedNameResolver().maybe_resolve(
+        config.registry.settings["tm.manager_hook"]
+    )
     assert hook is custom_manager_hook
 
 

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyramid.interfaces import ITraverser
 from pyramid.response import Response
-from pyramid.traversal import ResourceTreeTraverser
+from pyramid.traversal import ResourceTreeTraverser, split_path_info
 from webob import Request
 from zope.interface import Interface
 
 from aiopyramid.helpers import spawn_greenlet, synchronize
-from aiopyramid.traversal import AsyncioTraverser
+from aiopyramid.traversal import AsyncioTraverser, traverse
 
 from .conftest import get, make_app
 
@@ -95,6 +95,30 @@ def test_same_results_as_pyramid(path, vroot):
     try:
         for root in (Resource(), AsyncResource(), SynchronizedResource()):
             assert comparable(loop.run_until_complete(traverse(root))) == expected
+    finally:
+        loop.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(path=paths, vroot=st.sampled_from([None, "/a", "/a/b", "/missing"]))
+def test_traverse_coroutine_gives_pyramids_results(path, vroot):
+    """The original's traverse() coroutine walks the tree as Pyramid does."""
+    environ = {} if vroot is None else {"HTTP_X_VHM_ROOT": vroot}
+    request = Request.blank("/", environ=environ)
+    request.environ["PATH_INFO"] = path.encode("utf-8").decode("latin-1")
+    request.matchdict = None
+    expected = comparable(ResourceTreeTraverser(Resource())(request))
+    vroot_tuple = split_path_info(vroot) if vroot else ()
+    vpath_tuple = split_path_info((vroot or "") + path)
+
+    loop = asyncio.new_event_loop()
+    try:
+        for root in (Resource(), AsyncResource()):
+            walk = traverse(
+                0, root, "@@", vpath_tuple, len(vroot_tuple) - 1, root,
+                vroot_tuple, root, (),
+            )  # fmt: skip
+            assert comparable(loop.run_until_complete(walk)) == expected
     finally:
         loop.close()
 
