@@ -51,6 +51,14 @@ def require_module(name: str) -> None:
     require(importlib.util.find_spec(name) is not None, f"{name} is not installed")
 
 
+def wait_until(condition: Any, seconds: float = 5) -> None:
+    """Poll ``condition`` until it is true; fail after ``seconds`` (times UNIT)."""
+    deadline = time.monotonic() + seconds * UNIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
