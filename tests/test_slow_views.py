@@ -86,7 +86,7 @@ def slow_lines(caplog) -> list[str]:
 def test_a_step_over_the_limit_is_logged_with_the_views_name(
     run, caplog, path, name, status
 ):
-    """Each view holding the loop too long is logged once, by name, whatever it returns."""
+    """Each view holding the loop too long is logged once by name, however it ends."""
     app = make_app(setup, **SLOW)
     with caplog.at_level(logging.WARNING, "aiopyramid.slow"):
         if status is None:  # no exception view: the error leaves the app
