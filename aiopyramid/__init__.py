@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import _addons, _threadlocal
+from . import _addons, _startup, _threadlocal
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -54,3 +54,4 @@ def includeme(config: Configurator) -> None:
     executor = executor_from_settings(settings)
     if executor is not None:
         config.registry.registerUtility(executor, IExecutor)
+    config.registry.registerUtility(True, _startup.IIncluded)

@@ -40,6 +40,7 @@ from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
 from ._settings import positive_setting
+from ._startup import report_pool
 from .helpers import (
     _running_loop,
     allow_yield_from,
@@ -352,6 +353,7 @@ def executor_from_settings(settings: dict[str, Any]) -> Executor | None:
         "Set it to the number of threads for plain views (a whole number), or "
         "leave it out to use the event loop's default executor.",
     )
+    report_pool(max_workers)
     if max_workers is None:
         return None
     from concurrent.futures import ThreadPoolExecutor

@@ -253,9 +253,14 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
         _close(awaitable)
         raise ScopeError(
             f"{name} was called in a thread with no event loop to run it on. "
-            "Call it from a request served through aiopyramid (or from code "
-            "started with aiopyramid.helpers.spawn_greenlet), or run it "
-            "yourself with asyncio.run()."
+            "A plain WSGI server (waitress, wsgiref, gunicorn's sync or gthread "
+            "workers) runs no event loop: serve the application with "
+            "`gunicorn -k aiopyramid.gunicorn.worker.AsyncGunicornWorker`, with "
+            "an ASGI server (uvicorn, hypercorn, granian) through "
+            "aiopyramid.asgi.make_asgi_app, or with uWSGI's asyncio plugin. "
+            "Outside a request, start the calling code with "
+            "aiopyramid.helpers.spawn_greenlet, or run the coroutine yourself "
+            "with asyncio.run()."
         )
     return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
 
