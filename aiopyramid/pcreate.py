@@ -21,6 +21,7 @@ import importlib.util
 import json
 import keyword
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -173,6 +174,22 @@ def _ask_on_terminal(question: str) -> bool:
     return answer in ("y", "yes")
 
 
+def next_steps(project: str) -> str:
+    """What to type next: install and serve the project from this virtualenv.
+
+    The commands name the environment ``pcreate`` runs from, which already
+    holds this aiopyramid (a bare ``pip`` could be another Python's, and
+    the package index only has the old 0.4).
+    """
+    bin_dir = Path(sys.executable).parent
+    folder = shlex.quote(project)
+    return (
+        f"Made {Path(project).name}. Next:\n"
+        f"  {shlex.quote(str(bin_dir / 'pip'))} install -e {folder}\n"
+        f"  cd {folder} && {shlex.quote(str(bin_dir / 'pserve'))} development.ini"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pcreate`` command line; return the exit status."""
     parser = argparse.ArgumentParser(
@@ -226,10 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pcreate: {error}", file=sys.stderr)
         return 1
     if not args.simulate:
-        say(
-            f"Made {target.name}. Next: cd {args.project} && "
-            "pip install -e '.[testing]' && pserve development.ini"
-        )
+        say(next_steps(args.project))
     return 0
 
 
