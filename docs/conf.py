@@ -23,6 +23,8 @@ autodoc_typehints = "description"
 nitpicky = False
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 doctest_global_setup = """
 import asyncio
 import sys
