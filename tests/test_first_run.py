@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .packaging import build_wheel, literal_lines, sh
-from .servers import free_port, running
+from .servers import ROOT, free_port, running
 
 pytestmark = pytest.mark.server
 
@@ -44,28 +44,45 @@ def test_pcreate_hint_names_its_own_virtualenv(tools: Path, tmp_path: Path):
     assert f"cd Hint_App && {tools / 'bin' / 'pserve'} development.ini" in output
 
 
-def test_starter_project_installs_and_serves_from_its_readme(
-    tools: Path, wheel: Path, tmp_path: Path
-):
-    """README steps in a fresh venv: install, tests pass, pserve answers, logs read."""
-    sh(tools / "bin" / "pcreate", "-q", "-s", "aio_starter", "Hello_App", cwd=tmp_path)
-    project = tmp_path / "Hello_App"
+@pytest.fixture(scope="module")
+def starter(
+    tools: Path, wheel: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, list[str]]:
+    """An aio_starter project set up by its README's steps, run literally.
+
+    Returns the project, the README's serving command, and what each setup
+    step printed.
+    """
+    where = tmp_path_factory.mktemp("starter")
+    sh(tools / "bin" / "pcreate", "-q", "-s", "aio_starter", "Hello_App", cwd=where)
+    project = where / "Hello_App"
     steps = literal_lines((project / "README.rst").read_text(), "Getting started")
     *setup, serve = steps
-    assert serve == ".venv/bin/pserve development.ini"
     outputs = [
         sh("bash", "-c", step, cwd=project, env={"AIOPYRAMID": str(wheel)})
         for step in setup
     ]
-    assert " passed" in outputs[-1]  # the project's own tests, via its README
+    return project, serve, outputs
 
+
+def get_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return int(response.status)
+
+
+def test_starter_project_installs_and_serves_from_its_readme(
+    starter: tuple[Path, str, list[str]],
+):
+    """README steps in a fresh venv: install, tests pass, pserve answers, logs read."""
+    project, serve, outputs = starter
+    assert serve == ".venv/bin/pserve development.ini"
+    assert " passed" in outputs[-1]  # the project's own tests, via its README
     port = free_port()
     ini = (project / "development.ini").read_text()
     (project / "test.ini").write_text(ini.replace("port = 6543", f"port = {port}"))
     command = serve.replace("development.ini", "test.ini").split()
     with running(command, port, cwd=project) as server:
-        with urllib.request.urlopen(server.url + "/", timeout=10) as response:
-            assert response.status == 200
+        assert get_status(server.url + "/") == 200
         log = server.log()
     assert "%(asctime)s" not in log
     # A real record of the application's start, formatted by the ini's format.
@@ -75,3 +92,22 @@ def test_starter_project_installs_and_serves_from_its_readme(
         re.MULTILINE,
     )
     assert line.search(log), log
+
+
+def test_readme_paste_command_binds_where_it_says(
+    starter: tuple[Path, str, list[str]],
+):
+    """The README's ``gunicorn --paste`` line serves on the address it names."""
+    project, _, _ = starter
+    readme = (ROOT / "README.rst").read_text()
+    (line,) = [
+        line.strip()
+        for line in readme.splitlines()
+        if line.strip().startswith("gunicorn --paste development.ini")
+    ]
+    assert "-b 127.0.0.1:6543" in line
+    port = free_port()
+    args = line.replace("6543", str(port)).split()
+    command = [str(project / ".venv" / "bin" / "gunicorn"), *args[1:]]
+    with running(command, port, cwd=project) as server:
+        assert get_status(server.url + "/") == 200
