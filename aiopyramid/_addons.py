@@ -32,7 +32,7 @@ import greenlet
 from pyramid.interfaces import ITweens
 from pyramid.threadlocal import get_current_request
 
-from .helpers import _running_loop, in_loop_greenlet, wait_for
+from ._bridge import in_loop_greenlet, running_loop, wait_for
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -127,7 +127,7 @@ class LoopFriendlyLock:
         self._waiters: list[asyncio.Future[None]] = []
 
     def __enter__(self) -> None:
-        loop = _running_loop()
+        loop = running_loop()
         if loop is None or in_loop_greenlet():
             self._thread_lock.acquire()
             return

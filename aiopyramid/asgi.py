@@ -8,7 +8,7 @@ ASGI 3 application that uvicorn, hypercorn, granian (``--interface asgi``) and
     application = make_asgi_app(config.make_wsgi_app())
 
 Each request runs the WSGI application in a child greenlet of the event loop
-(:func:`aiopyramid.helpers.run_in_child_greenlet`: the server already gave
+(:func:`aiopyramid._bridge.run_in_child_greenlet`: the server already gave
 the request a task of its own, whose context the greenlet shares), so
 coroutine views run on the server's own loop with no thread hop.  The
 bridge owns both bodies: the request's is read before the application runs
@@ -26,10 +26,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ._bridge import run_in_child_greenlet, wait_for
 from ._environ import LimitExceeded, Limits, build_environ
 from ._settings import positive_setting
 from ._wsgi_input import BodyTooLarge, read_body
-from .helpers import run_in_child_greenlet, wait_for
 from .websocket._asgi import ASGIWebsocket
 
 __all__ = ["ASGIBridge", "AccessLogger", "Limits", "make_asgi_app"]

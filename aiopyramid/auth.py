@@ -26,7 +26,8 @@ from typing import Any
 from pyramid.interfaces import IAuthenticationPolicy, ISecurityPolicy
 from zope.interface import implementer
 
-from .helpers import in_loop_greenlet, spawn_greenlet, synchronize, wait_for
+from ._bridge import in_loop_greenlet, wait_for
+from .helpers import spawn_greenlet, synchronize
 
 __all__ = [
     "CoroutineAuthenticationPolicyProxy",

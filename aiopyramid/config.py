@@ -39,15 +39,10 @@ from pyramid.threadlocal import get_current_registry
 from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
+from ._bridge import allow_yield_from, home_loop, running_loop, wait_for
 from ._settings import positive_setting
 from ._startup import report_pool
-from .helpers import (
-    _running_loop,
-    allow_yield_from,
-    home_loop,
-    is_generator,
-    wait_for,
-)
+from .helpers import is_generator
 
 __all__ = [
     "AsyncioMapperBase",
@@ -216,7 +211,7 @@ class AsyncioMapperBase(DefaultViewMapper):
         label = f"view {_describe(view)}"  # for error messages
 
         def executor_view(context: Any, request: Any) -> Any:
-            loop = _running_loop()
+            loop = running_loop()
             if loop is None:
                 return _await_result(mapped(context, request), label)
             _read_body(request)

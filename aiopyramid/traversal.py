@@ -21,7 +21,7 @@ from typing import Any
 
 from pyramid.traversal import ResourceTreeTraverser
 
-from .helpers import wait_for
+from ._bridge import wait_for
 
 __all__ = ["SLASH", "AsyncioTraverser", "traverse"]
 

@@ -46,7 +46,7 @@ async def get(app: Any, path: str, **kwargs: Any) -> Any:
 
 def live_spawned_greenlets() -> list[greenlet.greenlet]:
     """Child greenlets still busy with a job (idle pooled ones are fine)."""
-    from aiopyramid.helpers import _SpawnedGreenlet, idle_greenlets
+    from aiopyramid._bridge import _SpawnedGreenlet, idle_greenlets
 
     gc.collect()
     idle = {id(g) for g in idle_greenlets()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..helpers import allow_yield_from
+from .._bridge import allow_yield_from
 
 __all__ = ["WebsocketConnectionView"]
 

@@ -10,7 +10,7 @@ from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.interfaces import IViewMapper, IViewMapperFactory
 from zope.interface import implementer, provider
 
-from ...helpers import allow_yield_from
+from ..._bridge import allow_yield_from
 
 M = TypeVar("M", bound="WebsocketMapperBase")
 

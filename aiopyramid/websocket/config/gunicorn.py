@@ -20,8 +20,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from ..._bridge import wait_for
 from ...asgi import WEBSOCKET_KEY
-from ...helpers import wait_for
 from .._asgi import ASGIWebsocket
 from ..exceptions import WebsocketClosed
 from ._base import WebsocketMapperBase, not_a_websocket
