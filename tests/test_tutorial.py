@@ -210,10 +210,18 @@ class Feed:
         return feed_lines(self.output.read_text(errors="replace"))
 
     def shows(self, expected: list[str], seconds: float = 5) -> None:
-        """Wait until the client shows exactly ``expected``."""
+        """Wait until the client shows exactly ``expected`` (prompts aside)."""
+        expected = feed_lines("\n".join(expected))
         with contextlib.suppress(AssertionError):
             wait_until(lambda: self.lines() == expected, seconds)
         assert self.lines() == expected
+
+    def ends(self, seconds: float = 5) -> None:
+        """Wait until the client reports the connection closed and exits."""
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: self.process.poll() is not None, seconds)
+        assert self.process.poll() is not None, self.lines()
+        assert self.lines()[-1].startswith("Connection closed: "), self.lines()
 
     def close(self) -> None:
         """End the client as the reader does with Ctrl-D: it closes the feed."""
@@ -298,7 +306,7 @@ class Reader:
     def trying(self, steps: list[Step]) -> Iterator[Feed]:
         """Run the requests and the feed of ``steps``, checking each output."""
         feed: Feed | None = None
-        printed = ""
+        typed = printed = ""
         try:
             for step in steps:
                 expected = self.local(step.text)
@@ -307,7 +315,7 @@ class Reader:
                     feed = Feed(args, self.cwd, {**self.env, **env})
                     printed = "feed"
                 elif step.kind == "request":
-                    printed = self.shell(step.text)
+                    typed, printed = step.text, self.shell(step.text)
                 elif step.kind == "feed output" or (
                     step.kind == "output" and printed == "feed"
                 ):
@@ -318,7 +326,7 @@ class Reader:
                     # than this to switch terminals.
                     time.sleep(0.2 * UNIT)
                 elif step.kind == "output":
-                    assert printed.strip() == expected, step.text
+                    assert printed.strip() == expected, f"{typed} printed otherwise"
                 else:
                     pytest.fail(f"a {step.kind} step after the server: {step.text}")
             assert feed is not None, "the tutorial no longer opens the feed"
@@ -326,6 +334,15 @@ class Reader:
         finally:
             if feed is not None:
                 feed.close()
+
+
+def interrupt(server: ServerProcess) -> None:
+    """Press Ctrl-C in the server's terminal: SIGINT to its process group."""
+    os.killpg(server.process.pid, signal.SIGINT)
+    try:
+        server.process.wait(15 * UNIT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the server did not stop on Ctrl-C:\n{server.log()}")
 
 
 def get(url: str) -> str:
@@ -411,7 +428,11 @@ def test_pserve_serves_the_tutorial(steps: list[Step], reader: Reader) -> None:
     with reader.serving(server_step) as server, reader.trying(after) as feed:
         browse(server, feed, "tutorial-pserve.png")
         csv_text = get(server.url + "/notes.csv")
+        interrupt(server)
+        feed.ends()
+        log = server.log()
     assert csv_text.splitlines() == ["id,text", "1,buy milk", "2,call mum"]
+    assert server.process.returncode == 0, log
 
 
 def test_uwsgi_serves_the_tutorial(steps: list[Step], uwsgi_reader: Reader) -> None:
@@ -420,10 +441,16 @@ def test_uwsgi_serves_the_tutorial(steps: list[Step], uwsgi_reader: Reader) -> N
     assert after == [], "steps after uwsgi's command: the test follows none"
     # "Everything works as it did with gunicorn": the same steps again.
     _, _, trying = split_at_server(in_section(steps, "Serve it with gunicorn"))
-    with uwsgi_reader.serving(server_step) as server:
-        with uwsgi_reader.trying(trying) as feed:
-            browse(server, feed, "tutorial-uwsgi.png")
-        assert "spawned uWSGI master process" in server.log()
+    with (
+        uwsgi_reader.serving(server_step) as server,
+        uwsgi_reader.trying(trying) as feed,
+    ):
+        browse(server, feed, "tutorial-uwsgi.png")
+        interrupt(server)
+        feed.ends()
+        log = server.log()
+    assert "spawned uWSGI master process" in log
+    assert server.process.returncode == 0, log
 
 
 @pytest.mark.xfail(
