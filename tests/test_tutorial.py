@@ -21,8 +21,10 @@ What differs from the reader's run, and why:
   other servers on the machine may hold 6543;
 * the ``apt-get`` line needs root: instead, the test checks that it names the
   packages uWSGI needs and that they are installed;
-* ``python3`` is the Python running the tests (its folder comes first on
-  ``PATH``), and no ``PYTHONPATH`` leaks from the test run into the blocks;
+* ``python3`` is the Python running the tests, and nothing else of the
+  test's virtual environment leaks into the blocks or the servers: its
+  ``bin`` folder is taken off ``PATH`` (a bare ``pserve`` in the tutorial
+  cannot pass for ``.venv/bin/pserve``), and ``PYTHONPATH`` is unset;
 * the servers get an ``XDG_RUNTIME_DIR`` of their own, where gunicorn 27 puts
   its control socket (otherwise ``~/.gunicorn``, shared by every gunicorn);
 * ``notes.sqlite`` is removed before each server starts, so the ids the
@@ -248,8 +250,21 @@ class Reader:
             for name, value in os.environ.items()
             if name not in ("PYTHONPATH", "COVERAGE_PROCESS_START", "VIRTUAL_ENV")
         }
+        tools = home / "bin"
+        tools.mkdir()
+        python3 = tools / "python3"
+        python3.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+        python3.chmod(0o755)
+        own_bin = Path(sys.prefix) / "bin"
         self.env["PATH"] = os.pathsep.join(
-            [str(Path(sys.executable).parent), self.env.get("PATH", "")]
+            [
+                str(tools),
+                *(
+                    folder
+                    for folder in self.env.get("PATH", "").split(os.pathsep)
+                    if folder and Path(folder) != own_bin
+                ),
+            ]
         )
         self.env["AIOPYRAMID"] = str(ROOT)
         self.runtime_dir = home / "runtime"
@@ -300,7 +315,12 @@ class Reader:
         """Start the server command of ``step`` on an empty database."""
         (self.cwd / "notes.sqlite").unlink(missing_ok=True)
         env, args = command(self.local(step.text))
-        env = {"PYTHONPATH": "", "XDG_RUNTIME_DIR": str(self.runtime_dir), **env}
+        env = {
+            "PATH": self.env["PATH"],
+            "PYTHONPATH": "",
+            "XDG_RUNTIME_DIR": str(self.runtime_dir),
+            **env,
+        }
         with running(args, self.port, cwd=self.cwd, env=env) as server:
             yield server
 
