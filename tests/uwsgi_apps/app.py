@@ -202,8 +202,8 @@ async def body_view(request: Any) -> Any:
     return Response(f"{len(request.body)} {request.body[:5].decode()}")
 
 
-def make_application() -> Any:
-    """Configure the test application."""
+def make_application(wrapped: bool = True) -> Any:
+    """Configure the test application, wrapped in ignore_websocket_closed or not."""
     with Configurator() as config:
         config.include("aiopyramid")
         config.registry.registerAdapter(AsyncioTraverser, (Interface,), ITraverser)
@@ -245,7 +245,11 @@ def make_application() -> Any:
         config.add_view(Tracker, route_name="tracker")
         config.add_route("pusher", "/ws/pusher/{name}")
         config.add_view(pusher, route_name="pusher", mapper=UWSGIWebsocketMapper)
-    return ignore_websocket_closed(config.make_wsgi_app())
+    app = config.make_wsgi_app()
+    return ignore_websocket_closed(app) if wrapped else app
 
 
+#: Wrapped as applications written for earlier versions were.
 application = make_application()
+#: Not wrapped: websocket connections must end quietly all the same.
+bare_application = make_application(wrapped=False)
