@@ -9,11 +9,14 @@ unless ``CI=true``: then they fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import struct
+import sys
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Iterator
@@ -56,7 +59,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
     logs = REPO / "test-artifacts"
     logs.mkdir(exist_ok=True)
     uwsgi = UWSGIServer(
-        "tests.uwsgi_apps.app:application", logs / "uwsgi.log", uwsgi_venv()
+        "tests.uwsgi_apps.app:application",
+        logs / "uwsgi.log",
+        uwsgi_venv(),
+        # No keepalive pings here (test_uwsgi_websocket_frames has them).
+        extra_ini="websockets-ping-freq = 0\n",
     )
     failed_before = request.session.testsfailed
     with uwsgi.running():
@@ -413,3 +420,83 @@ def test_bare_executor_threads_find_the_loop_of_foreign_greenlets() -> None:
         return await answer
 
     assert run(serve()) == 8
+
+
+def test_message_over_the_default_limit_closes_with_1009(server: UWSGIServer) -> None:
+    """A 16 MiB message is refused with 1009 under uWSGI's default 1 MiB limit."""
+    from tests.uwsgi_apps.raw_client import BINARY, RawClient, raw_frame
+
+    client = RawClient(server)
+    try:
+        with contextlib.suppress(OSError):  # the server may close first
+            client.send(raw_frame(BINARY, b"x" * (16 * 1024 * 1024)))
+        assert client.closed_with() == 1009
+    finally:
+        client.close()
+    test_websocket_function_views_echo(server, "/ws/echo")
+
+
+def _request_through_fake_uwsgi(opt: dict[str, Any]) -> Any:
+    """Send a websocket request to an UWSGIWebsocketMapper view, uwsgi faked."""
+    from pyramid.config import Configurator
+    from webob import Request
+
+    from aiopyramid.helpers import spawn_greenlet
+    from aiopyramid.websocket.config import UWSGIWebsocketMapper
+
+    async def view(ws: Any) -> None:
+        raise AssertionError("never called")
+
+    with Configurator() as config:
+        config.include("aiopyramid")
+        config.add_route("ws", "/ws")
+        config.add_view(view, route_name="ws", mapper=UWSGIWebsocketMapper)
+    app = config.make_wsgi_app()
+    request = Request.blank(
+        "/ws", headers={"Sec-WebSocket-Key": "a2V5a2V5a2V5a2V5a2V5aw=="}
+    )
+    fake = types.SimpleNamespace(opt=opt)
+
+    async def send() -> Any:
+        return await spawn_greenlet(request.get_response, app)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "uwsgi", fake)
+        return run(send())
+
+
+def test_mapper_refuses_uwsgi_https_sockets() -> None:
+    """Under an https-socket the mapper says to terminate TLS before uWSGI."""
+    with pytest.raises(RuntimeError, match="Terminate TLS in front of uWSGI"):
+        _request_through_fake_uwsgi({"https-socket": b":8443,cert.pem,key.pem"})
+
+
+def test_uwsgi_websocket_options_are_read_as_numbers() -> None:
+    """uWSGI's websocket options count; a value that is no number is named."""
+    from pyramid.exceptions import ConfigurationError
+
+    from aiopyramid.websocket.config.uwsgi import _option
+
+    fake = types.SimpleNamespace(
+        opt={"websockets-max-size": [b"10", b"20"], "websockets-ping-freq": "5"}
+    )
+    assert _option(fake, "websockets-max-size", 1024) == 20
+    assert _option(fake, "websockets-ping-freq", 30) == 5
+    assert _option(fake, "websockets-pong-tolerance", 3) == 3
+    fake.opt["websockets-pong-tolerance"] = b"soon"
+    with pytest.raises(
+        ConfigurationError, match=r"websockets-pong-tolerance = 'soon'.*= 3"
+    ):
+        _option(fake, "websockets-pong-tolerance", 3)
+
+
+def test_without_websockets_the_mapper_says_what_to_install() -> None:
+    """Importing the uWSGI mapper without websockets names the package."""
+    import importlib
+
+    name = "aiopyramid.websocket.config._uwsgi_connection"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "websockets.frames", None)
+        patch.delitem(sys.modules, name)
+        with pytest.raises(ImportError, match=r"pip install 'websockets>=13'"):
+            importlib.import_module(name)

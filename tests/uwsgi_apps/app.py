@@ -155,6 +155,30 @@ async def pusher(ws: Any) -> None:
         closed_connections.append(f"pusher {name}")
 
 
+async def close_code(ws: Any) -> None:
+    """Echo until the end, then record the client's close code."""
+    name = get_current_request().matchdict["name"]
+    while (message := await ws.recv()) is not None:
+        await ws.send(message)
+    closed_connections.append(f"{name} {ws.close_code}")
+
+
+async def impatient(ws: Any) -> None:
+    """Give up waiting for a first message after 0.2 s, then echo one."""
+    try:
+        await asyncio.wait_for(ws.recv(), 0.2)
+    except asyncio.TimeoutError:
+        await ws.send("nothing yet")
+    await ws.send(await ws.recv())
+
+
+async def slow_echo(ws: Any) -> None:
+    """Let messages pile up for half a second, then echo them all."""
+    await asyncio.sleep(0.5)
+    while (message := await ws.recv()) is not None:
+        await ws.send(message)
+
+
 async def which_protocol(ws: Any) -> None:
     """Say which subprotocol the handshake chose."""
     await ws.send(str(ws.subprotocol))
@@ -237,12 +261,18 @@ def make_application(wrapped: bool = True) -> Any:
                 UWSGIWebsocketMapper.options(subprotocols=["chat.v2", "chat.v1"]),
             ),
             "/ws/failing": (failing, UWSGIWebsocketMapper),
+            "/ws/impatient": (impatient, UWSGIWebsocketMapper),
+            "/ws/slow-echo": (slow_echo, UWSGIWebsocketMapper),
         }
         for path, (view, mapper) in sockets.items():
             config.add_route(path, path)
             config.add_view(view, route_name=path, mapper=mapper)
         config.add_route("tracker", "/ws/tracker/{name}")
         config.add_view(Tracker, route_name="tracker")
+        config.add_route("close-code", "/ws/close-code/{name}")
+        config.add_view(
+            close_code, route_name="close-code", mapper=UWSGIWebsocketMapper
+        )
         config.add_route("pusher", "/ws/pusher/{name}")
         config.add_view(pusher, route_name="pusher", mapper=UWSGIWebsocketMapper)
     app = config.make_wsgi_app()
