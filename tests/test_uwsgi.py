@@ -500,3 +500,50 @@ def test_without_websockets_the_mapper_says_what_to_install() -> None:
         patch.delitem(sys.modules, name)
         with pytest.raises(ImportError, match=r"pip install 'websockets>=13'"):
             importlib.import_module(name)
+
+
+def _in_foreign_greenlet(func: Any) -> Any:
+    """Run ``func()`` as uWSGI runs a request: in a greenlet started by a callback."""
+    import greenlet
+
+    async def serve() -> Any:
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                answer.set_result(func())
+            except Exception as error:
+                answer.set_exception(error)
+
+        asyncio.get_running_loop().call_soon(greenlet.greenlet(request).switch)
+        return await answer
+
+    return run(serve())
+
+
+def test_foreign_greenlet_waits_for_a_future_without_a_task() -> None:
+    """A future of the loop is waited for as it is: one done callback, no task."""
+    from aiopyramid.helpers import wait_for
+
+    def request() -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        loop.call_later(0.01, future.set_result, "settled")
+        tasks_before = len(asyncio.all_tasks(loop))
+        return wait_for(future), tasks_before, len(asyncio.all_tasks(loop))
+
+    value, tasks_before, tasks_after = _in_foreign_greenlet(request)
+    assert value == "settled"
+    assert tasks_after == tasks_before
+
+
+def test_foreign_greenlet_and_a_future_of_another_loop() -> None:
+    """A future of some other loop is refused as awaiting it in a task would be."""
+    from aiopyramid.helpers import wait_for
+
+    other = asyncio.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="different loop"):
+            _in_foreign_greenlet(lambda: wait_for(other.create_future()))
+    finally:
+        other.close()
