@@ -547,3 +547,19 @@ def test_foreign_greenlet_and_a_future_of_another_loop() -> None:
             _in_foreign_greenlet(lambda: wait_for(other.create_future()))
     finally:
         other.close()
+
+
+def test_resume_leaves_a_dead_greenlet_alone() -> None:
+    """The done callback of a wait whose greenlet died does nothing."""
+    import greenlet
+
+    from aiopyramid.helpers import _Resume
+
+    dead = greenlet.greenlet(lambda: None)
+    dead.switch()
+    assert dead.dead
+    loop = asyncio.new_event_loop()
+    try:
+        _Resume(dead)(loop.create_future())
+    finally:
+        loop.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import time
 import urllib.request
@@ -254,9 +255,11 @@ def test_view_sees_the_close_code(server: UWSGIServer) -> None:
     """ws.close_code is the client's code, or 1006 for a client that vanished."""
     polite, rude = RawClient(server, "/ws/close-code/polite"), None
     try:
+        assert polite.message() == (TEXT, b"open None")
         polite.send(raw_frame(CLOSE, struct.pack("!H", 4002)))
         assert polite.closed_with() == 4002
         rude = RawClient(server, "/ws/close-code/rude")
+        assert rude.message() == (TEXT, b"open None")
         rude.send(raw_frame(TEXT, b"hi"))
         assert rude.message() == (TEXT, b"hi")
     finally:
@@ -293,6 +296,26 @@ def test_many_messages_for_a_busy_view(server: UWSGIServer) -> None:
         ]
     finally:
         client.close()
+
+
+def test_sending_to_a_client_that_stops_reading(server: UWSGIServer) -> None:
+    """send() waits while the client reads nothing, and ends when it resets."""
+    client = RawClient(server, "/ws/flood")
+    try:
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        time.sleep(0.5)  # the server fills the socket and waits in send()
+        for _ in range(20):
+            assert client.message() == (BINARY, b"x" * 65536)
+        client.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+    finally:
+        client.close()  # with linger 0: a reset, unread data dropped
+    deadline = time.monotonic() + UNIT
+    while "flood closed=True" not in get_json(server, "/closed"):
+        assert time.monotonic() < deadline, "the flooding view never stopped"
+        time.sleep(0.05)
+    assert still_echoes(server)
 
 
 def test_closes_stay_out_of_the_log(server: UWSGIServer) -> None:

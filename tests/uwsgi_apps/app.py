@@ -156,11 +156,21 @@ async def pusher(ws: Any) -> None:
 
 
 async def close_code(ws: Any) -> None:
-    """Echo until the end, then record the client's close code."""
+    """Say the close code while open, echo, then record the client's code."""
     name = get_current_request().matchdict["name"]
+    await ws.send(f"open {ws.close_code}")
     while (message := await ws.recv()) is not None:
         await ws.send(message)
     closed_connections.append(f"{name} {ws.close_code}")
+
+
+async def flood(ws: Any) -> None:
+    """Send 64 KiB messages until the connection fails; record how it ended."""
+    try:
+        for _ in range(10_000):
+            await ws.send(b"x" * 65536)
+    finally:
+        closed_connections.append(f"flood closed={ws.closed}")
 
 
 async def impatient(ws: Any) -> None:
@@ -262,6 +272,7 @@ def make_application(wrapped: bool = True) -> Any:
             ),
             "/ws/failing": (failing, UWSGIWebsocketMapper),
             "/ws/impatient": (impatient, UWSGIWebsocketMapper),
+            "/ws/flood": (flood, UWSGIWebsocketMapper),
             "/ws/slow-echo": (slow_echo, UWSGIWebsocketMapper),
         }
         for path, (view, mapper) in sockets.items():
