@@ -298,6 +298,18 @@ def test_many_messages_for_a_busy_view(server: UWSGIServer) -> None:
         client.close()
 
 
+def test_view_that_never_reads_still_closes_promptly(server: UWSGIServer) -> None:
+    """Unread messages do not keep the closing handshake waiting."""
+    client = RawClient(server, "/ws/deaf")
+    try:
+        client.send(*(raw_frame(TEXT, b"%d" % n) for n in range(100)))
+        started = time.monotonic()
+        assert client.closed_with() == 1000
+        assert time.monotonic() - started < 2
+    finally:
+        client.close()
+
+
 def test_sending_to_a_client_that_stops_reading(server: UWSGIServer) -> None:
     """send() waits while the client reads nothing, and ends when it resets."""
     client = RawClient(server, "/ws/flood")

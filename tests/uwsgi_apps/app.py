@@ -182,6 +182,11 @@ async def impatient(ws: Any) -> None:
     await ws.send(await ws.recv())
 
 
+async def deaf(ws: Any) -> None:
+    """Read nothing: let messages pile up for half a second, then return."""
+    await asyncio.sleep(0.5)
+
+
 async def slow_echo(ws: Any) -> None:
     """Let messages pile up for half a second, then echo them all."""
     await asyncio.sleep(0.5)
@@ -273,6 +278,7 @@ def make_application(wrapped: bool = True) -> Any:
             "/ws/failing": (failing, UWSGIWebsocketMapper),
             "/ws/impatient": (impatient, UWSGIWebsocketMapper),
             "/ws/flood": (flood, UWSGIWebsocketMapper),
+            "/ws/deaf": (deaf, UWSGIWebsocketMapper),
             "/ws/slow-echo": (slow_echo, UWSGIWebsocketMapper),
         }
         for path, (view, mapper) in sockets.items():

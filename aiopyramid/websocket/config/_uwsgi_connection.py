@@ -193,6 +193,10 @@ class UWSGIWebsocket:
                 failure = error
             if keepalive is not None:
                 keepalive.cancel()
+            # Messages nobody will read: drop them, and read again (reading
+            # pauses while they pile up) to see the client's close frame.
+            self._messages.clear()
+            self._start_reading()
             code = (
                 CloseCode.NORMAL_CLOSURE
                 if failure is None
