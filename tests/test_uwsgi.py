@@ -563,3 +563,15 @@ def test_resume_leaves_a_dead_greenlet_alone() -> None:
         _Resume(dead)(loop.create_future())
     finally:
         loop.close()
+
+
+def test_documented_inis_run_a_master_process() -> None:
+    """Every uWSGI ini of the docs and README keeps a master process."""
+    import re
+
+    for name in ["docs/uwsgi.rst", "README.rst"]:
+        text = (REPO / name).read_text()
+        blocks = re.findall(r"\[uwsgi\]\n((?:    .*\n)+)", text)
+        assert blocks, f"no [uwsgi] block in {name}"
+        for block in blocks:
+            assert "master = true" in block, f"{name}: {block}"
