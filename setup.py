@@ -65,6 +65,7 @@ setup(
         ],
         "gunicorn": ["gunicorn>=23", "uvicorn>=0.30", "httptools>=0.6"],
         "uvloop": ["uvloop>=0.19"],
+        "uwsgi": ["websockets>=13"],
     },
     classifiers=[
         "Framework :: Pyramid",

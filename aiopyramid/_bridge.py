@@ -14,7 +14,7 @@ Every way of waiting lives here, in :func:`wait_for`:
   that spawned it;
 * greenlets made by somebody else (uWSGI's asyncio plugin runs every request
   in one and ignores values switched to it): the awaited work runs in a task
-  of its own, and that task (:func:`run_in_greenlet`) switches back;
+  of its own, and that task's done callback switches back;
 * a thread without an event loop (an executor view) hands the coroutine to
   the loop its request belongs to and blocks until it is done.
 
@@ -176,10 +176,6 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
-def _itself(awaitable: Awaitable[T]) -> Awaitable[T]:
-    return awaitable
-
-
 def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     """Wait for ``awaitable`` from plain code and return its result.
 
@@ -202,9 +198,9 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
         _close(awaitable)
         raise ScopeError(SCOPE_ERROR_MESSAGE.format(name))
     # A greenlet we did not spawn (uWSGI's asyncio plugin): its parent ignores
-    # values switched to it, so the awaited work runs in a task of its own,
-    # sharing this greenlet's context, and that task switches back when done.
-    future: asyncio.Future[T] = loop.create_future()
+    # values switched to it, so nothing can be awaited on its behalf.  A
+    # coroutine runs as a task of its own, sharing this greenlet's context (a
+    # future already is one); the one done callback switches back here.
     context = current.gr_context
     if context is None:
         context = current.gr_context = contextvars.Context()
@@ -213,9 +209,34 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     if home_loop.get(None) is not loop:  # once per request greenlet
         home_loop.set(loop)  # ``context`` is this greenlet's current context
         _host_loops.add(loop)
-    task_in(context, loop, run_in_greenlet(current, future, _itself, awaitable))
+    if asyncio.isfuture(awaitable) and awaitable.get_loop() is loop:
+        future: asyncio.Future[T] = awaitable
+    else:
+        future = task_in(context, loop, _as_coroutine(awaitable))
+    # Passing the context spares the copy add_done_callback makes otherwise.
+    future.add_done_callback(_Resume(current), context=context)
     current.parent.switch()
     return future.result()
+
+
+class _Resume:
+    """Done callback that switches back into the greenlet waiting for the future."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self, waiting: greenlet.greenlet) -> None:
+        self.waiting = waiting
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if not self.waiting.dead:
+            self.waiting.switch()
+
+
+def _as_coroutine(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """``awaitable`` itself if it is a coroutine, else one that awaits it."""
+    if inspect.iscoroutine(awaitable):
+        return awaitable
+    return _await(awaitable)
 
 
 def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:

@@ -476,11 +476,6 @@ def test_uwsgi_serves_the_tutorial(steps: list[Step], uwsgi_reader: Reader) -> N
     assert server.process.returncode == 0, log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: UWSGIWebsocketMapper ends each closed websocket with a "
-    "WebsocketClosed traceback in uWSGI's log",
-)
 def test_uwsgi_log_stays_quiet_when_a_feed_closes(
     steps: list[Step], uwsgi_reader: Reader
 ) -> None:

@@ -9,11 +9,14 @@ unless ``CI=true``: then they fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import struct
+import sys
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Iterator
@@ -56,7 +59,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
     logs = REPO / "test-artifacts"
     logs.mkdir(exist_ok=True)
     uwsgi = UWSGIServer(
-        "tests.uwsgi_apps.app:application", logs / "uwsgi.log", uwsgi_venv()
+        "tests.uwsgi_apps.app:application",
+        logs / "uwsgi.log",
+        uwsgi_venv(),
+        # No keepalive pings here (test_uwsgi_websocket_frames has them).
+        extra_ini="websockets-ping-freq = 0\n",
     )
     failed_before = request.session.testsfailed
     with uwsgi.running():
@@ -172,8 +179,8 @@ def test_websocket_class_view(server: UWSGIServer) -> None:
     assert "polite" in _closed_after(server, "polite")
 
 
-def test_messages_are_str_where_they_decode(server: UWSGIServer) -> None:
-    """By default, messages that decode as UTF-8 reach the view as str."""
+def test_text_frames_are_str_and_binary_frames_bytes(server: UWSGIServer) -> None:
+    """By default text frames reach the view as str, binary ones as bytes."""
 
     async def talk() -> list[Any]:
         async with websockets.connect(ws_url(server, "/ws/types")) as ws:
@@ -183,7 +190,7 @@ def test_messages_are_str_where_they_decode(server: UWSGIServer) -> None:
                 replies.append(await ws.recv())
             return replies
 
-    assert run(talk()) == ["str", "str", "bytes"]
+    assert run(talk()) == ["str", "bytes", "bytes"]
 
 
 def test_use_str_false_keeps_bytes(server: UWSGIServer) -> None:
@@ -206,7 +213,7 @@ def test_options_make_mapper_subclasses(server: UWSGIServer) -> None:
 
     async def talk() -> list[Any]:
         async with websockets.connect(ws_url(server, "/ws/str-types")) as ws:
-            await ws.send(b"utf-8 bytes")
+            await ws.send("text")
             kind = await ws.recv()
         async with websockets.connect(
             ws_url(server, "/ws/protocol"), subprotocols=["chat.v1"]
@@ -302,11 +309,12 @@ def test_failing_view_closes_with_1011_and_is_logged(server: UWSGIServer) -> Non
             return ws.close_code
 
     assert run(talk()) == 1011
+    # The client sees 1011 first; the request ends, and is logged, after.
     deadline = time.monotonic() + UNIT
-    while "this view fails on purpose" not in server.log_text():
-        assert time.monotonic() < deadline, "the view's error was not logged"
+    while "WebsocketClosed: the websocket view failed" not in server.log_text():
+        assert time.monotonic() < deadline, "the view's failure was not logged"
         time.sleep(0.05)
-    assert "WebsocketClosed: the websocket view failed" in server.log_text()
+    assert "this view fails on purpose" in server.log_text()
 
 
 def test_server_push_stops_when_the_client_vanishes(server: UWSGIServer) -> None:
@@ -412,3 +420,158 @@ def test_bare_executor_threads_find_the_loop_of_foreign_greenlets() -> None:
         return await answer
 
     assert run(serve()) == 8
+
+
+def test_message_over_the_default_limit_closes_with_1009(server: UWSGIServer) -> None:
+    """A 16 MiB message is refused with 1009 under uWSGI's default 1 MiB limit."""
+    from tests.uwsgi_apps.raw_client import BINARY, RawClient, raw_frame
+
+    client = RawClient(server)
+    try:
+        with contextlib.suppress(OSError):  # the server may close first
+            client.send(raw_frame(BINARY, b"x" * (16 * 1024 * 1024)))
+        assert client.closed_with() == 1009
+    finally:
+        client.close()
+    test_websocket_function_views_echo(server, "/ws/echo")
+
+
+def _request_through_fake_uwsgi(opt: dict[str, Any]) -> Any:
+    """Send a websocket request to an UWSGIWebsocketMapper view, uwsgi faked."""
+    from pyramid.config import Configurator
+    from webob import Request
+
+    from aiopyramid.helpers import spawn_greenlet
+    from aiopyramid.websocket.config import UWSGIWebsocketMapper
+
+    async def view(ws: Any) -> None:
+        raise AssertionError("never called")
+
+    with Configurator() as config:
+        config.include("aiopyramid")
+        config.add_route("ws", "/ws")
+        config.add_view(view, route_name="ws", mapper=UWSGIWebsocketMapper)
+    app = config.make_wsgi_app()
+    request = Request.blank(
+        "/ws", headers={"Sec-WebSocket-Key": "a2V5a2V5a2V5a2V5a2V5aw=="}
+    )
+    fake = types.SimpleNamespace(opt=opt)
+
+    async def send() -> Any:
+        return await spawn_greenlet(request.get_response, app)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "uwsgi", fake)
+        return run(send())
+
+
+def test_mapper_refuses_uwsgi_https_sockets() -> None:
+    """Under an https-socket the mapper says to terminate TLS before uWSGI."""
+    with pytest.raises(RuntimeError, match="Terminate TLS in front of uWSGI"):
+        _request_through_fake_uwsgi({"https-socket": b":8443,cert.pem,key.pem"})
+
+
+def test_uwsgi_websocket_options_are_read_as_numbers() -> None:
+    """uWSGI's websocket options count; a value that is no number is named."""
+    from pyramid.exceptions import ConfigurationError
+
+    from aiopyramid.websocket.config.uwsgi import _option
+
+    fake = types.SimpleNamespace(
+        opt={"websockets-max-size": [b"10", b"20"], "websockets-ping-freq": "5"}
+    )
+    assert _option(fake, "websockets-max-size", 1024) == 20
+    assert _option(fake, "websockets-ping-freq", 30) == 5
+    assert _option(fake, "websockets-pong-tolerance", 3) == 3
+    fake.opt["websockets-pong-tolerance"] = b"soon"
+    with pytest.raises(
+        ConfigurationError, match=r"websockets-pong-tolerance = 'soon'.*= 3"
+    ):
+        _option(fake, "websockets-pong-tolerance", 3)
+
+
+def test_without_websockets_the_mapper_says_what_to_install() -> None:
+    """Importing the uWSGI mapper without websockets names the package."""
+    import importlib
+
+    name = "aiopyramid.websocket.config._uwsgi_connection"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "websockets.frames", None)
+        patch.delitem(sys.modules, name)
+        with pytest.raises(ImportError, match=r"pip install 'websockets>=13'"):
+            importlib.import_module(name)
+
+
+def _in_foreign_greenlet(func: Any) -> Any:
+    """Run ``func()`` as uWSGI runs a request: in a greenlet started by a callback."""
+    import greenlet
+
+    async def serve() -> Any:
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def request() -> None:
+            try:
+                answer.set_result(func())
+            except Exception as error:
+                answer.set_exception(error)
+
+        asyncio.get_running_loop().call_soon(greenlet.greenlet(request).switch)
+        return await answer
+
+    return run(serve())
+
+
+def test_foreign_greenlet_waits_for_a_future_without_a_task() -> None:
+    """A future of the loop is waited for as it is: one done callback, no task."""
+    from aiopyramid.helpers import wait_for
+
+    def request() -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        loop.call_later(0.01, future.set_result, "settled")
+        tasks_before = len(asyncio.all_tasks(loop))
+        return wait_for(future), tasks_before, len(asyncio.all_tasks(loop))
+
+    value, tasks_before, tasks_after = _in_foreign_greenlet(request)
+    assert value == "settled"
+    assert tasks_after == tasks_before
+
+
+def test_foreign_greenlet_and_a_future_of_another_loop() -> None:
+    """A future of some other loop is refused as awaiting it in a task would be."""
+    from aiopyramid.helpers import wait_for
+
+    other = asyncio.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="different loop"):
+            _in_foreign_greenlet(lambda: wait_for(other.create_future()))
+    finally:
+        other.close()
+
+
+def test_resume_leaves_a_dead_greenlet_alone() -> None:
+    """The done callback of a wait whose greenlet died does nothing."""
+    import greenlet
+
+    from aiopyramid.helpers import _Resume
+
+    dead = greenlet.greenlet(lambda: None)
+    dead.switch()
+    assert dead.dead
+    loop = asyncio.new_event_loop()
+    try:
+        _Resume(dead)(loop.create_future())
+    finally:
+        loop.close()
+
+
+def test_documented_inis_run_a_master_process() -> None:
+    """Every uWSGI ini of the docs and README keeps a master process."""
+    import re
+
+    for name in ["docs/uwsgi.rst", "README.rst"]:
+        text = (REPO / name).read_text()
+        blocks = re.findall(r"\[uwsgi\]\n((?:    .*\n)+)", text)
+        assert blocks, f"no [uwsgi] block in {name}"
+        for block in blocks:
+            assert "master = true" in block, f"{name}: {block}"

@@ -155,6 +155,45 @@ async def pusher(ws: Any) -> None:
         closed_connections.append(f"pusher {name}")
 
 
+async def close_code(ws: Any) -> None:
+    """Say the close code while open, echo, then record the client's code."""
+    name = get_current_request().matchdict["name"]
+    await ws.send(f"open {ws.close_code}")
+    while (message := await ws.recv()) is not None:
+        await ws.send(message)
+    closed_connections.append(f"{name} {ws.close_code}")
+
+
+async def flood(ws: Any) -> None:
+    """Send 64 KiB messages until the connection fails; record how it ended."""
+    try:
+        for _ in range(10_000):
+            await ws.send(b"x" * 65536)
+    finally:
+        closed_connections.append(f"flood closed={ws.closed}")
+
+
+async def impatient(ws: Any) -> None:
+    """Give up waiting for a first message after 0.2 s, then echo one."""
+    try:
+        await asyncio.wait_for(ws.recv(), 0.2)
+    except asyncio.TimeoutError:
+        await ws.send("nothing yet")
+    await ws.send(await ws.recv())
+
+
+async def deaf(ws: Any) -> None:
+    """Read nothing: let messages pile up for half a second, then return."""
+    await asyncio.sleep(0.5)
+
+
+async def slow_echo(ws: Any) -> None:
+    """Let messages pile up for half a second, then echo them all."""
+    await asyncio.sleep(0.5)
+    while (message := await ws.recv()) is not None:
+        await ws.send(message)
+
+
 async def which_protocol(ws: Any) -> None:
     """Say which subprotocol the handshake chose."""
     await ws.send(str(ws.subprotocol))
@@ -202,8 +241,8 @@ async def body_view(request: Any) -> Any:
     return Response(f"{len(request.body)} {request.body[:5].decode()}")
 
 
-def make_application() -> Any:
-    """Configure the test application."""
+def make_application(wrapped: bool = True) -> Any:
+    """Configure the test application, wrapped in ignore_websocket_closed or not."""
     with Configurator() as config:
         config.include("aiopyramid")
         config.registry.registerAdapter(AsyncioTraverser, (Interface,), ITraverser)
@@ -237,15 +276,27 @@ def make_application() -> Any:
                 UWSGIWebsocketMapper.options(subprotocols=["chat.v2", "chat.v1"]),
             ),
             "/ws/failing": (failing, UWSGIWebsocketMapper),
+            "/ws/impatient": (impatient, UWSGIWebsocketMapper),
+            "/ws/flood": (flood, UWSGIWebsocketMapper),
+            "/ws/deaf": (deaf, UWSGIWebsocketMapper),
+            "/ws/slow-echo": (slow_echo, UWSGIWebsocketMapper),
         }
         for path, (view, mapper) in sockets.items():
             config.add_route(path, path)
             config.add_view(view, route_name=path, mapper=mapper)
         config.add_route("tracker", "/ws/tracker/{name}")
         config.add_view(Tracker, route_name="tracker")
+        config.add_route("close-code", "/ws/close-code/{name}")
+        config.add_view(
+            close_code, route_name="close-code", mapper=UWSGIWebsocketMapper
+        )
         config.add_route("pusher", "/ws/pusher/{name}")
         config.add_view(pusher, route_name="pusher", mapper=UWSGIWebsocketMapper)
-    return ignore_websocket_closed(config.make_wsgi_app())
+    app = config.make_wsgi_app()
+    return ignore_websocket_closed(app) if wrapped else app
 
 
+#: Wrapped as applications written for earlier versions were.
 application = make_application()
+#: Not wrapped: websocket connections must end quietly all the same.
+bare_application = make_application(wrapped=False)

@@ -1,37 +1,31 @@
-"""Websocket views served by uWSGI's own websocket support.
+"""Websocket views served by uWSGI's asyncio plugin.
 
-Under uWSGI's asyncio plugin every request runs in a greenlet that uWSGI
-made, and uWSGI's ``websocket_*`` functions find the request they act on
-through the greenlet that calls them.  The view's coroutine, however, runs as
-a task on the event loop, in the loop's greenlet.  So the request greenlet
-stays behind as the connection's *agent*: it parks itself, and each call that
-needs uWSGI (receive without blocking, send) is switched into it, runs there,
-and reports back through a future.  Waiting for a message never blocks the
-loop: the task waits for the connection's socket to turn readable with
-``loop.add_reader``, then asks the agent to read.
+uWSGI does the opening handshake (``uwsgi.websocket_handshake``), and that is
+all of its websocket support this module uses: uWSGI 2.0's own frame parser
+mixes up the fragments of connections served by one worker, crashes the
+worker on some malformed frames and loses empty messages.  After the
+handshake the connection's socket belongs to
+:class:`~aiopyramid.websocket.config._uwsgi_connection.UWSGIWebsocket`, which
+frames messages with the ``websockets`` library's sans-I/O protocol on the
+event loop, while the request's greenlet waits for the view to end.
 
-uWSGI hands every message over as ``bytes``, without saying whether it was a
-text or a binary frame: by default a message that decodes as UTF-8 is handed
-to the view as ``str`` (set :attr:`UWSGIWebsocketMapper.use_str` to ``False``
-to keep ``bytes``).  uWSGI also drops empty messages and has no function to
-send a close frame; :meth:`UWSGIWebsocket.close` writes one itself.
+uWSGI's websocket options keep their meaning: ``websockets-max-size`` (KiB,
+1024 by default) limits incoming messages, ``websockets-ping-freq`` (seconds,
+30) spaces keepalive pings and ``websockets-pong-tolerance`` (seconds, 3) is
+how long a pong may take before the connection is closed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
-import inspect
-import os
-import socket
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-import greenlet
+from pyramid.exceptions import ConfigurationError
+from pyramid.response import Response
 
-from ..exceptions import WebsocketClosed
+from ...helpers import wait_for
 from ._base import WebsocketMapperBase, not_a_websocket
+from ._uwsgi_connection import UWSGIWebsocket
 
 __all__ = ["UWSGIWebsocket", "UWSGIWebsocketMapper"]
 
@@ -52,216 +46,39 @@ def _import_uwsgi() -> Any:
     return uwsgi
 
 
-class _Call:
-    """A function for the agent greenlet to call, and the future it settles."""
-
-    __slots__ = ("args", "func", "future")
-
-    def __init__(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        future: asyncio.Future[Any],
-    ) -> None:
-        self.func = func
-        self.args = args
-        self.future = future
-
-    def run(self) -> None:
-        try:
-            result = self.func(*self.args)
-        except BaseException as exc:  # handed over to the awaiting task
-            if not self.future.done():
-                self.future.set_exception(exc)
-        else:
-            if not self.future.done():
-                self.future.set_result(result)
+def _option(uwsgi: Any, name: str, default: int) -> int:
+    """A whole-number uWSGI option of the running server (the last if repeated)."""
+    value = uwsgi.opt.get(name)
+    if isinstance(value, list):
+        value = value[-1]
+    if value is None:
+        return default
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"uWSGI option {name} = {text!r} is not a whole number; "
+            f"UWSGIWebsocketMapper reads it too. Give it as, for example, "
+            f"{name} = {default}."
+        ) from None
 
 
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class _AlreadySent(Response):  # type: ignore[misc]
+    """The answer Pyramid gets from a websocket view: nothing left to send.
 
-
-class UWSGIWebsocket:
-    """One websocket connection served by uWSGI: the ``ws`` a view receives.
-
-    :meth:`recv`, :meth:`send` and :meth:`close` are coroutines; use them with
-    ``await`` (or ``yield from`` in legacy generator views).  Built by
-    :class:`UWSGIWebsocketMapper` in the request's greenlet, after the
-    handshake.
+    uWSGI wrote the ``101`` response in the handshake and the conversation is
+    over when the view returns, so the WSGI response is empty and calls no
+    ``start_response``: the request ends normally, without a traceback.
+    Tweens may still read and change it as any response.
     """
 
-    def __init__(self, uwsgi: Any, environ: dict[str, Any], use_str: bool) -> None:
-        self._uwsgi = uwsgi
-        self._agent = greenlet.getcurrent()
-        self._loop = asyncio.get_running_loop()
-        self._fd: int = uwsgi.connection_fd()
-        self._use_str = use_str
-        # A close frame is written on the raw socket, which is only right
-        # when uWSGI itself does not wrap it in TLS.
-        self._raw_close = environ.get("wsgi.url_scheme") != "https"
-        self._calls = asyncio.Lock()
-        self._receiving = asyncio.Lock()
-        self._readable: asyncio.Future[None] | None = None
-        self._busy = False
-        self._served = False
-        self.closed = False
-        """Whether the connection has closed (either side, or a network error)."""
-        self.subprotocol: str | None = None
-        """The subprotocol chosen in the handshake, if any."""
-
-    async def recv(self) -> str | bytes | None:
-        """Wait for the next message; ``None`` once the connection is closed.
-
-        Never raises because the peer closed or vanished.  Messages come as
-        ``str`` where they decode as UTF-8 (unless the mapper's ``use_str`` is
-        false), else as ``bytes``.
-        """
-        async with self._receiving:
-            while not self.closed:
-                try:
-                    data = await self._call(self._uwsgi.websocket_recv_nb)
-                except OSError:
-                    # uWSGI's way to say: the peer closed (uWSGI has answered
-                    # its close frame already), or the connection broke.
-                    self._mark_closed()
-                    return None
-                if data:
-                    return self._decode(bytes(data))
-                # Nothing buffered: sleep until the socket has bytes for us,
-                # letting the loop serve everybody else meanwhile.
-                await self._wait_readable()
-            return None
-
-    async def send(self, message: str | bytes) -> None:
-        """Send ``message``: ``str`` as a text frame, ``bytes`` as a binary one.
-
-        Raises :class:`~aiopyramid.websocket.exceptions.WebsocketClosed` if
-        the connection is closed, which ends the view like a normal close.
-        """
-        if isinstance(message, str):
-            func, data = self._uwsgi.websocket_send, message.encode("utf-8")
-        else:
-            func, data = self._uwsgi.websocket_send_binary, bytes(message)
-        if not self.closed:
-            try:
-                await self._call(func, data)
-                return
-            except OSError:
-                self._mark_closed()
-        raise WebsocketClosed("the websocket connection is closed")
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason``; later calls do nothing."""
-        if self.closed:
-            return
-        self._mark_closed()
-        async with self._calls:
-            self._write_close(code, reason)
-
-    def _decode(self, data: bytes) -> str | bytes:
-        if self._use_str:
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        return data
-
-    async def _call(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Run ``func(*args)`` in the agent greenlet and return its result."""
-        async with self._calls:
-            future: asyncio.Future[Any] = self._loop.create_future()
-            # Into the agent, parked in _serve: uWSGI finds the request from
-            # the current greenlet.  Control comes back here when the call is
-            # done, or earlier if uWSGI parks the agent to wait for the socket
-            # (its own loop callbacks resume it then): the future says when.
-            self._agent.switch(_Call(func, args, future))
-            return await future
-
-    async def _wait_readable(self) -> None:
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._readable = future
-        self._loop.add_reader(self._fd, _settle, future)
-        try:
-            await future
-        finally:
-            self._readable = None
-            self._loop.remove_reader(self._fd)
-
-    def _mark_closed(self) -> None:
-        self.closed = True
-        if self._readable is not None:
-            _settle(self._readable)
-
-    def _write_close(self, code: int, reason: str) -> None:
-        if not self._raw_close:
-            return
-        payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
-        frame = bytes((0x88, len(payload))) + payload
-        # Never raise SIGPIPE: uWSGI's handler looks for the request of the
-        # current greenlet, and crashes the worker in the loop's greenlet.
-        # A socket that is gone, or has no room, gets no frame: the TCP close
-        # that follows the end of the request tells the peer all the same.
-        with (
-            contextlib.suppress(OSError),
-            socket.socket(fileno=os.dup(self._fd)) as sock,
-        ):
-            sock.send(frame, socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
-
-    def _serve(self, run: Callable[[UWSGIWebsocket], Any]) -> None:
-        """Run the view's coroutine on the loop and serve its calls until it ends.
-
-        Runs in the request greenlet (the agent) and ends by raising
-        :class:`WebsocketClosed`, with the view's exception as its cause if
-        the view failed.
-        """
-        task = self._loop.create_task(
-            self._session(run), context=contextvars.copy_context()
-        )
-        task.add_done_callback(self._wake)
-        loop_greenlet = self._agent.parent
-        assert loop_greenlet is not None
-        while not task.done():
-            # Park in the loop's greenlet.  What wakes us: a _Call from the
-            # view's task, or _wake once the task is done (anything else, such
-            # as a stray resumption by uWSGI, just parks us again).
-            call = loop_greenlet.switch()
-            if isinstance(call, _Call):
-                self._busy = True
-                try:
-                    call.run()
-                finally:
-                    self._busy = False
-        self._served = True
-        if not self.closed:
-            failed = task.cancelled() or task.exception() is not None
-            self._mark_closed()
-            self._write_close(1011 if failed else 1000, "")
-        if task.cancelled():
-            raise WebsocketClosed("the websocket view was cancelled")
-        error = task.exception()
-        if error is None or (
-            isinstance(error, WebsocketClosed) and error.__cause__ is None
-        ):
-            raise WebsocketClosed("the websocket connection is closed")
-        raise WebsocketClosed("the websocket view failed") from error
-
-    def _wake(self, task: asyncio.Future[None]) -> None:
-        # A done callback, in the loop's greenlet.  While the agent runs a
-        # call (uWSGI may have parked it for the socket) it must not be
-        # switched into: it checks the task itself once the call is done.
-        if not (self._busy or self._served or self._agent.dead):
-            self._agent.switch()
-
-    async def _session(self, run: Callable[[UWSGIWebsocket], Any]) -> None:
-        result = run(self)
-        if inspect.isawaitable(result):
-            await result
+    def __call__(self, environ: Any, start_response: Any) -> list[bytes]:
+        return []
 
 
 class UWSGIWebsocketMapper(WebsocketMapperBase):
-    """Map websocket views for uWSGI's asyncio plugin and its websocket API.
+    """Map websocket views for uWSGI's asyncio plugin.
 
     A view is a function (``async def``, plain, or a legacy generator using
     ``yield from``) that takes the connection, ``view(ws)``, or a class such
@@ -269,14 +86,17 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
     subclass, made with ``(context, request)`` and then called with ``ws``.
     The upgrade request goes through Pyramid like any other (routes,
     predicates, security, tweens); a request without websocket headers gets
-    400.  When the view ends, the request's greenlet ends with
-    :class:`~aiopyramid.websocket.exceptions.WebsocketClosed`: wrap the
-    application in :func:`~aiopyramid.websocket.helpers.ignore_websocket_closed`
-    to keep that out of uWSGI's log.
+    400.  When the view returns, the connection closes with 1000 and the
+    request ends quietly; a view that raises closes it with 1011, and its
+    error is raised in the request's greenlet as the cause of a
+    :class:`~aiopyramid.websocket.exceptions.WebsocketClosed`, for uWSGI to
+    log.  (Applications wrapped in
+    :func:`~aiopyramid.websocket.helpers.ignore_websocket_closed` for older
+    versions keep working unchanged.)
     """
 
-    #: Hand messages that decode as UTF-8 to views as ``str`` (uWSGI does not
-    #: tell text frames from binary ones).  ``False`` keeps ``bytes``.
+    #: Hand text frames to views as ``str``; binary frames are ``bytes``.
+    #: ``False`` hands text frames over as UTF-8 ``bytes`` too.
     use_str: ClassVar[bool] = True
 
     @classmethod
@@ -296,6 +116,14 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
                 return not_a_websocket()
             run = target(context, request)
             uwsgi = _import_uwsgi()
+            if "https-socket" in uwsgi.opt:
+                raise RuntimeError(
+                    "UWSGIWebsocketMapper writes websocket frames on the raw "
+                    "connection, which uWSGI's https-socket encrypts itself. "
+                    "Terminate TLS in front of uWSGI (nginx, uWSGI's https "
+                    "router) and serve the application on a plain http-socket "
+                    "or uwsgi socket."
+                )
             offered = request.environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")
             chosen = self.choose_subprotocol(
                 [name.strip() for name in offered.split(",") if name.strip()]
@@ -304,8 +132,18 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
                 uwsgi.websocket_handshake()
             else:  # empty key and origin: uWSGI takes the request's own
                 uwsgi.websocket_handshake("", "", chosen)
-            ws = UWSGIWebsocket(uwsgi, request.environ, use_str)
+            ping_interval = _option(uwsgi, "websockets-ping-freq", 30)
+            ws = UWSGIWebsocket(
+                uwsgi.connection_fd(),
+                use_str=use_str,
+                max_size=_option(uwsgi, "websockets-max-size", 1024) * 1024,
+                ping_interval=ping_interval or None,
+                ping_timeout=_option(uwsgi, "websockets-pong-tolerance", 3),
+            )
             ws.subprotocol = chosen
-            ws._serve(run)
+            # The request's greenlet sleeps here while the conversation runs on
+            # the loop; a failed view comes back as WebsocketClosed from error.
+            wait_for(ws.serve(run), "websocket view")
+            return _AlreadySent(status=101)
 
         return uwsgi_websocket_view
