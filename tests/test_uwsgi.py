@@ -523,7 +523,7 @@ def _in_foreign_greenlet(func: Any) -> Any:
 
 def test_foreign_greenlet_waits_for_a_future_without_a_task() -> None:
     """A future of the loop is waited for as it is: one done callback, no task."""
-    from aiopyramid.helpers import wait_for
+    from aiopyramid._bridge import wait_for
 
     def request() -> Any:
         loop = asyncio.get_running_loop()
@@ -539,7 +539,7 @@ def test_foreign_greenlet_waits_for_a_future_without_a_task() -> None:
 
 def test_foreign_greenlet_and_a_future_of_another_loop() -> None:
     """A future of some other loop is refused as awaiting it in a task would be."""
-    from aiopyramid.helpers import wait_for
+    from aiopyramid._bridge import wait_for
 
     other = asyncio.new_event_loop()
     try:
@@ -553,7 +553,7 @@ def test_resume_leaves_a_dead_greenlet_alone() -> None:
     """The done callback of a wait whose greenlet died does nothing."""
     import greenlet
 
-    from aiopyramid.helpers import _Resume
+    from aiopyramid._bridge import _Resume
 
     dead = greenlet.greenlet(lambda: None)
     dead.switch()
