@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from pyramid.exceptions import ConfigurationError
 from pyramid.response import Response
 
-from ...helpers import wait_for
+from ..._bridge import wait_for
 from ._base import WebsocketMapperBase, not_a_websocket
 from ._uwsgi_connection import UWSGIWebsocket
 
