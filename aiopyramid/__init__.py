@@ -36,7 +36,10 @@ def includeme(config: Configurator) -> None:
     * add-ons that keep request state per thread are kept per request:
       pyramid_tm gets a transaction manager per request unless the
       ``tm.manager_hook`` setting names one, and pyramid_debugtoolbar's
-      logging and performance panels are adapted (see :doc:`compatibility`).
+      logging and performance panels are adapted (see :doc:`compatibility`);
+    * ``request.broadcast`` publishes and subscribes across workers, through
+      the backend that ``aiopyramid.broadcast.url`` names (see
+      :mod:`aiopyramid.broadcast`).
     """
     from .config import (
         CoroutineOrExecutorMapper,
@@ -53,3 +56,4 @@ def includeme(config: Configurator) -> None:
     executor = executor_from_settings(settings)
     if executor is not None:
         config.registry.registerUtility(executor, IExecutor)
+    config.include("aiopyramid.broadcast")
