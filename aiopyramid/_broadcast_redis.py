@@ -69,6 +69,21 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
+def _recancel() -> None:
+    """Raise a cancellation that redis-py lost.
+
+    On Python 3.10 and 3.11, ``asyncio.wait_for`` (which redis-py uses around
+    socket writes) returns normally when the awaited operation completes in
+    the same step as a cancel, and the cancel is lost: a loop that keeps
+    running would then hang the loop's shutdown.  3.11 keeps count of
+    requested cancels, so the loop can notice and stop itself.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisHub(_Hub):
     """The subscriptions of one loop, carried by one Redis pub/sub connection."""
 
@@ -105,6 +120,8 @@ class RedisHub(_Hub):
         self.waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.dirty = asyncio.Event()
         self.outage_logged = False
+        #: Done once the first connection attempt has succeeded or failed.
+        self.first_attempt: asyncio.Future[None] = loop.create_future()
         self.tasks = [_detached_task(self.read()), _detached_task(self.write())]
 
     def key(self, channel: str) -> bytes:
@@ -114,6 +131,7 @@ class RedisHub(_Hub):
         await super().add(subscription)
         channel = subscription.channel
         self.dirty.set()
+        await asyncio.shield(self.first_attempt)
         if not self.connected or channel in self.confirmed:
             return  # Redis is down: the reader subscribes when it is back
         waiter = self.loop.create_future()
@@ -164,8 +182,10 @@ class RedisHub(_Hub):
                     )
                     self.outage_logged = False
                 delay = FIRST_DELAY
+                self.attempted()
                 while True:
                     self.handle(await pubsub.get_message(timeout=None))
+                    _recancel()
             except self.errors as error:
                 self.connected = False
                 if not self.outage_logged:
@@ -175,6 +195,7 @@ class RedisHub(_Hub):
                         error,
                     )
                     self.outage_logged = True
+                self.attempted()
             finally:
                 self.connected = False
                 with contextlib.suppress(*self.errors):
@@ -183,6 +204,10 @@ class RedisHub(_Hub):
             # knock at once on a Redis that has just restarted.
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.broadcast.reconnect_max_delay)
+
+    def attempted(self) -> None:
+        if not self.first_attempt.done():
+            self.first_attempt.set_result(None)
 
     def handle(self, message: dict[str, Any] | None) -> None:
         if message is None:
@@ -217,12 +242,14 @@ class RedisHub(_Hub):
                     await pubsub.unsubscribe(*[self.key(c) for c in leave])
             except self.errors:
                 pass  # the reader sees the same broken connection and reconnects
+            _recancel()
 
     async def aclose(self) -> None:
         await super().aclose()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.wait(self.tasks)
+        while not all(task.done() for task in self.tasks):
+            for task in self.tasks:
+                task.cancel()  # again if redis-py swallowed it (see _recancel)
+            await asyncio.wait(self.tasks, timeout=0.1)
         with contextlib.suppress(*self.errors):
             await self.subscriber.aclose()
             await self.publisher.aclose()
