@@ -281,7 +281,6 @@ def room_app(**settings):
 
         async def on_message(self, message):
             await self.request.broadcast.publish("room", message)
-            await asyncio.sleep(0.01)
 
         async def on_close(self):
             await self.relay.stop()
