@@ -232,8 +232,8 @@ def test_browsers_share_the_room(websocket: tuple[Path, Path]):
             say(one, "hello from Chromium")
             say(two, "hi", as_bytes=True)
             for page in (one, two):
-                page.wait_for_selector("#log li:text('hello from Chromium')")
-                page.wait_for_selector("#log li:text('2 bytes: 68 69')")
+                page.wait_for_selector("#log li:has-text('hello from Chromium')")
+                page.wait_for_selector("#log li:has-text('2 bytes: 68 69')")
             items = two.locator("#log li").all_inner_texts()
             one.screenshot(path=str(ARTIFACTS / "aio_websocket_room.png"))
         finally:
@@ -305,7 +305,7 @@ def test_four_workers_share_the_room_through_redis(
             for _, page in chosen:
                 for worker, _ in chosen:
                     page.wait_for_selector(
-                        f"#log li:text('from worker {worker}')", timeout=10_000
+                        f"#log li:has-text('from worker {worker}')", timeout=10_000
                     )
             chosen[0][1].screenshot(path=str(ARTIFACTS / "aio_websocket_redis.png"))
         finally:
