@@ -332,7 +332,7 @@ def main() -> None:
         stop_group(redis)
     print()
     print(
-        f"{args.subscribers} subscribers, {args.rate:g} messages/s for {args.seconds:g} s"
+        f"{args.subscribers} subscribers, {args.rate:g} messages/s, {args.seconds:g} s"
     )
     print("| server | delivered/s | lost | p50 ms | p99 ms | server CPU % |")
     print("|---|---|---|---|---|---|")
