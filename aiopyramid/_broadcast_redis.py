@@ -166,6 +166,17 @@ class RedisHub(_Hub):
 
     async def read(self) -> None:
         """Keep the pub/sub connection up and hand its messages out."""
+        try:
+            await self.read_forever()
+        finally:
+            # Cancelled: by aclose(), or by the loop shutting down (asyncio.run
+            # and servers cancel what is left), which otherwise leaves the
+            # clients to be closed by the garbage collector, on a closed loop.
+            with contextlib.suppress(*self.errors):
+                await self.publisher.aclose()
+                await self.subscriber.aclose()
+
+    async def read_forever(self) -> None:
         delay = FIRST_DELAY
         while True:
             pubsub: Any = self.subscriber.pubsub()
@@ -250,6 +261,3 @@ class RedisHub(_Hub):
             for task in self.tasks:
                 task.cancel()  # again if redis-py swallowed it (see _recancel)
             await asyncio.wait(self.tasks, timeout=0.1)
-        with contextlib.suppress(*self.errors):
-            await self.subscriber.aclose()
-            await self.publisher.aclose()

@@ -301,3 +301,18 @@ def test_websocket_views_relay_a_room(path):
     sent = websocket_conversation(room_app(), path, ["one", b"two"])
     received = texts(sent)
     assert [m for m in received if m != "joined"] == ["one", b"two"]
+
+
+def test_public_names_are_exported_and_documented():
+    """aiopyramid.broadcast exports its public names, each with a docstring."""
+    import aiopyramid.broadcast as module
+
+    assert sorted(module.__all__) == sorted(
+        name
+        for name in vars(module)
+        if not name.startswith("_")
+        and (getattr(vars(module)[name], "__module__", None) == module.__name__)
+        and name not in ("includeme", "log", "Message")
+    )
+    for name in module.__all__:
+        assert getattr(module, name).__doc__, name

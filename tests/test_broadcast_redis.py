@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiopyramid.broadcast import Broadcast, BroadcastUnavailable
+from aiopyramid.broadcast import Broadcast, BroadcastUnavailable, get_broadcast
 
 from .servers import UNIT, ServerProcess, free_port, import_required, require
 
@@ -368,6 +368,7 @@ def test_ten_thousand_websocket_cycles_leave_nothing_behind(redis_server):
             after = await snapshot()
         finally:
             tracemalloc.stop()
+            await get_broadcast(app.app.registry).aclose()
         assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send"]
         assert after[:3] == (tasks, greenlets, connections)
         assert after[3] - memory < 2_000_000, f"grew {after[3] - memory} bytes"
