@@ -316,3 +316,57 @@ def test_public_names_are_exported_and_documented():
     )
     for name in module.__all__:
         assert getattr(module, name).__doc__, name
+
+
+def test_relay_closes_a_websocket_that_stops_reading(run, caplog):
+    """Under overflow=close, a client that stops reading is closed with 1013."""
+    settings = {
+        "aiopyramid.broadcast.queue_size": "2",
+        "aiopyramid.broadcast.overflow": "close",
+    }
+    app = room_app(**settings)
+    broadcast = get_broadcast(app.app.registry)
+    closed = asyncio.Event()
+    accepted = asyncio.Event()
+    sent = []
+
+    async def receive():
+        if not accepted.is_set():
+            return {"type": "websocket.connect"}
+        await closed.wait()
+        return {"type": "websocket.disconnect", "code": 1013}
+
+    async def send(message):
+        sent.append(message)
+        if message["type"] == "websocket.accept":
+            accepted.set()
+        elif message["type"] == "websocket.close":
+            closed.set()
+        else:
+            await asyncio.Event().wait()  # the client never reads again
+
+    scope = {
+        "type": "websocket",
+        "path": "/function",
+        "raw_path": b"/function",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"x")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "subprotocols": [],
+    }
+
+    async def main():
+        conversation = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.wait_for(accepted.wait(), 5)
+        for n in range(5):
+            await broadcast.publish("room", str(n))
+            await asyncio.sleep(0)
+        await asyncio.wait_for(conversation, 5)
+
+    with caplog.at_level("WARNING", logger="aiopyramid.broadcast"):
+        run(main())
+    closes = [m for m in sent if m["type"] == "websocket.close"]
+    assert [m["code"] for m in closes] == [1013]
+    assert "closing a websocket with 1013" in caplog.text
