@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 
-from .broadcast import BroadcastUnavailable, Message, Subscription, _detached_task, _Hub
+from ._broadcast_errors import BroadcastUnavailable
+from ._broadcast_memory import Hub
+from ._broadcast_subscription import Message, Subscription, detached_task
 
 if TYPE_CHECKING:
     from .broadcast import Broadcast
@@ -84,7 +86,7 @@ def _recancel() -> None:
         raise asyncio.CancelledError
 
 
-class RedisHub(_Hub):
+class RedisHub(Hub):
     """The subscriptions of one loop, carried by one Redis pub/sub connection."""
 
     def __init__(self, broadcast: Broadcast, loop: asyncio.AbstractEventLoop) -> None:
@@ -122,7 +124,7 @@ class RedisHub(_Hub):
         self.outage_logged = False
         #: Done once the first connection attempt has succeeded or failed.
         self.first_attempt: asyncio.Future[None] = loop.create_future()
-        self.tasks = [_detached_task(self.read()), _detached_task(self.write())]
+        self.tasks = [detached_task(self.read()), detached_task(self.write())]
 
     def key(self, channel: str) -> bytes:
         return self.prefix + channel.encode("utf-8")

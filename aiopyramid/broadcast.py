@@ -21,19 +21,29 @@ history; :doc:`scaling` says what that means in practice.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import logging
-import re
-from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.threadlocal import get_current_registry
 from zope.interface import Interface
 
+from ._broadcast_errors import (
+    BroadcastError,
+    BroadcastUnavailable,
+    InvalidChannel,
+    MessageTooLarge,
+    SlowSubscriber,
+)
+from ._broadcast_memory import Hub
+from ._broadcast_subscription import (
+    Message,
+    Relay,
+    Subscription,
+    Websocket,
+    check_channel,
+)
 from ._settings import positive_setting
-from .exceptions import AiopyramidError
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -53,277 +63,13 @@ __all__ = [
     "get_broadcast",
 ]
 
-log = logging.getLogger(__name__)
-
-Message = str | bytes
 OVERFLOW_POLICIES = ("drop_oldest", "close")
 UNAVAILABLE_POLICIES = ("raise", "drop")
-_CHANNEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,199}")
-
-
-class BroadcastError(AiopyramidError):
-    """Base class of the errors of :mod:`aiopyramid.broadcast`."""
-
-
-class BroadcastUnavailable(BroadcastError):
-    """The backend (Redis) cannot be reached: the message was not published."""
-
-
-class InvalidChannel(BroadcastError, ValueError):
-    """A channel name that :class:`Broadcast` refuses."""
-
-
-class MessageTooLarge(BroadcastError, ValueError):
-    """A message longer than ``aiopyramid.broadcast.max_size``, refused unsent."""
-
-
-class SlowSubscriber(BroadcastError):
-    """A subscription fell behind by more than its queue, under ``overflow=close``."""
 
 
 class IBroadcast(Interface):
     """The registry utility under which ``config.include('aiopyramid')`` puts
     the application's :class:`Broadcast`."""
-
-
-class _Websocket(Protocol):
-    closed: bool
-
-    async def send(self, message: Message) -> None: ...  # pragma: no cover
-    async def close(
-        self, code: int = ..., reason: str = ...
-    ) -> None: ...  # pragma: no cover
-
-
-def _check_channel(channel: object) -> str:
-    if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
-        raise InvalidChannel(
-            f"{channel!r} is not a usable channel name: use 1 to 200 letters, "
-            "digits and _ . : @ / + = - (not starting with a punctuation mark), "
-            "such as 'room:lobby'."
-        )
-    return channel
-
-
-class Subscription:
-    """Messages published to one channel, from the moment it is open.
-
-    Use it as ``async with broadcast.subscribe(channel) as subscription:``
-    and read it with ``async for message in subscription:``; iteration ends
-    when the subscription is closed.  Messages wait in a queue of
-    ``queue_size``; when it is full, the ``overflow`` policy either drops the
-    oldest message (counted in :attr:`dropped`) or closes the subscription,
-    and iteration raises :exc:`SlowSubscriber`.  Publishing never waits for a
-    slow subscriber.
-    """
-
-    def __init__(self, broadcast: Broadcast, channel: str) -> None:
-        self.broadcast = broadcast
-        #: The channel's name.
-        self.channel = _check_channel(channel)
-        #: Messages dropped because the queue was full (``overflow=drop_oldest``).
-        self.dropped = 0
-        #: Called once when the queue overflows under ``overflow=close``.
-        self.on_overflow: Callable[[], None] | None = None
-        self._queue: deque[Message] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._hub: _Hub | None = None
-        self._closed = False
-        self._overflowed = False
-
-    @property
-    def closed(self) -> bool:
-        """Whether the subscription has ended (closed, or overflowed)."""
-        return self._closed
-
-    async def open(self) -> Subscription:
-        """Subscribe; messages published after this returns are received.
-
-        With Redis unreachable it returns at once, and the subscription
-        starts receiving when Redis is back.
-        """
-        if self._hub is not None or self._closed:
-            raise BroadcastError(
-                f"the subscription to {self.channel!r} was already opened; "
-                "call broadcast.subscribe() again for a new one."
-            )
-        self._hub = self.broadcast._hub()
-        await self._hub.add(self)
-        return self
-
-    def close(self) -> None:
-        """Unsubscribe, and end iteration (messages still queued are dropped)."""
-        if self._hub is not None:
-            self._hub.remove(self)
-        self._end()
-
-    async def __aenter__(self) -> Subscription:
-        return await self.open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Message:
-        """The next message, waiting for it if need be."""
-        while not self._queue:
-            if self._overflowed:
-                raise SlowSubscriber(
-                    f"the subscription to {self.channel!r} fell more than "
-                    f"{self.broadcast.queue_size} messages behind and was closed; "
-                    "read faster, raise aiopyramid.broadcast.queue_size, or set "
-                    "aiopyramid.broadcast.overflow = drop_oldest."
-                )
-            if self._closed:
-                raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._queue.popleft()
-
-    def _deliver(self, message: Message) -> None:
-        if self._closed:
-            return
-        if len(self._queue) >= self.broadcast.queue_size:
-            if self.broadcast.overflow == "close":
-                self._overflowed = True
-                self.close()
-                if self.on_overflow is not None:
-                    self.on_overflow()
-                return
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(message)
-        self._wake()
-
-    def _end(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._overflowed:
-                self._queue.clear()
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-
-class Relay:
-    """Forward a channel to a websocket, in a task of its own.
-
-    ``async with broadcast.relay(channel, ws):`` (or :meth:`start` and
-    :meth:`stop`, from a view's ``on_open`` and ``on_close``) sends every
-    message of ``channel`` to ``ws`` while the block runs, so the view is
-    free to read from ``ws`` meanwhile.  It stops by itself when ``ws``
-    closes.  Under ``overflow=close``, a client that stops reading gets its
-    connection closed with ``close_code`` (1013, "try again later", unless
-    the setting says otherwise).
-    """
-
-    def __init__(self, broadcast: Broadcast, channel: str, ws: _Websocket) -> None:
-        self.ws = ws
-        #: The subscription that feeds the websocket.
-        self.subscription = broadcast.subscribe(channel)
-        self.subscription.on_overflow = self._overflowed
-        self._task: asyncio.Task[None] | None = None
-        self._close_code = broadcast.close_code
-
-    async def start(self) -> Relay:
-        """Subscribe, then start forwarding; returns once subscribed."""
-        await self.subscription.open()
-        self._task = _detached_task(self._forward())
-        return self
-
-    async def stop(self) -> None:
-        """Stop forwarding and unsubscribe (safe to call more than once)."""
-        self.subscription.close()
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task])
-
-    async def __aenter__(self) -> Relay:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def _forward(self) -> None:
-        from .websocket.exceptions import WebsocketClosed
-
-        try:
-            async for message in self.subscription:
-                await self.ws.send(message)
-        except (WebsocketClosed, SlowSubscriber):
-            pass  # the connection is gone (or being closed by _overflowed)
-        finally:
-            self.subscription.close()
-
-    def _overflowed(self) -> None:
-        # The forwarding task may be stuck in ws.send() to a client that
-        # stopped reading: cancel it, and close the connection from a task
-        # of its own (this runs inside publish's delivery, which never waits).
-        if self._task is not None:
-            self._task.cancel()
-        log.warning(
-            "closing a websocket with %d: it fell more than %d messages behind on %r",
-            self._close_code,
-            self.subscription.broadcast.queue_size,
-            self.subscription.channel,
-        )
-        _detached_task(self.ws.close(self._close_code, "too slow"))
-
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _detached_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A task that holds no request's context (and is not garbage collected)."""
-    # create_task copies the current context: a request's, with its Pyramid
-    # request inside.  An empty context keeps long-lived tasks from pinning it.
-    task = contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return task
-
-
-class _Hub:
-    """The subscriptions of one event loop, and their backend (here: memory)."""
-
-    def __init__(self, broadcast: Broadcast, loop: asyncio.AbstractEventLoop) -> None:
-        self.broadcast = broadcast
-        self.loop = loop
-        self.channels: dict[str, set[Subscription]] = {}
-
-    async def add(self, subscription: Subscription) -> None:
-        self.channels.setdefault(subscription.channel, set()).add(subscription)
-
-    def remove(self, subscription: Subscription) -> None:
-        members = self.channels.get(subscription.channel)
-        if members is not None:
-            members.discard(subscription)
-            if not members:
-                del self.channels[subscription.channel]
-                self.unwanted(subscription.channel)
-
-    def unwanted(self, channel: str) -> None:
-        """No subscription to ``channel`` is left (memory: nothing to do)."""
-
-    def deliver(self, channel: str, message: Message) -> None:
-        for subscription in list(self.channels.get(channel, ())):
-            subscription._deliver(message)
-
-    async def publish(self, channel: str, message: Message) -> None:
-        self.deliver(channel, message)
-
-    async def aclose(self) -> None:
-        for members in list(self.channels.values()):
-            for subscription in list(members):
-                subscription.close()
 
 
 class Broadcast:
@@ -377,7 +123,7 @@ class Broadcast:
         self.when_unavailable = when_unavailable
         self.prefix = prefix
         self.reconnect_max_delay = reconnect_max_delay
-        self._hubs: dict[asyncio.AbstractEventLoop, _Hub] = {}
+        self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Broadcast:
@@ -409,14 +155,14 @@ class Broadcast:
         url = str(settings.get(key + "url") or "memory://").strip()
         return cls(url, **options)
 
-    def _hub(self) -> _Hub:
+    def _hub(self) -> Hub:
         loop = asyncio.get_running_loop()
         hub = self._hubs.get(loop)
         if hub is None:
             for old in [old for old in self._hubs if old.is_closed()]:
                 del self._hubs[old]
             if self.url.startswith("memory://"):
-                hub = _Hub(self, loop)
+                hub = Hub(self, loop)
             else:
                 from ._broadcast_redis import RedisHub
 
@@ -434,7 +180,7 @@ class Broadcast:
         call ``aiopyramid.helpers.synchronize(broadcast.publish)(channel,
         message)``.
         """
-        _check_channel(channel)
+        check_channel(channel)
         if not isinstance(message, (str, bytes)):
             raise TypeError(
                 f"a broadcast message is str or bytes, not "
@@ -455,7 +201,7 @@ class Broadcast:
         """A :class:`Subscription` to ``channel``, to open with ``async with``."""
         return Subscription(self, channel)
 
-    def relay(self, channel: str, ws: _Websocket) -> Relay:
+    def relay(self, channel: str, ws: Websocket) -> Relay:
         """A :class:`Relay` of ``channel`` to websocket ``ws``."""
         return Relay(self, channel, ws)
 
