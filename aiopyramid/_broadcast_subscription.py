@@ -28,6 +28,8 @@ _CHANNEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,199}")
 
 
 class Websocket(Protocol):
+    """What a relay needs of a connection: the ``ws`` of every mapper has it."""
+
     closed: bool
 
     async def send(self, message: Message) -> None: ...  # pragma: no cover
@@ -37,6 +39,7 @@ class Websocket(Protocol):
 
 
 def check_channel(channel: object) -> str:
+    """``channel`` itself if it is a usable name, else :exc:`InvalidChannel`."""
     if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
         raise InvalidChannel(
             f"{channel!r} is not a usable channel name: use 1 to 200 letters, "

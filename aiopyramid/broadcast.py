@@ -116,12 +116,19 @@ class Broadcast:
             )
         #: The backend's URL.
         self.url = url
+        #: Messages that may wait in each subscription's queue.
         self.queue_size = queue_size
+        #: What a full queue does: ``drop_oldest`` or ``close``.
         self.overflow = overflow
+        #: The close code of a relay's websocket under ``overflow=close``.
         self.close_code = close_code
+        #: The largest message, in bytes (UTF-8 for text).
         self.max_size = max_size
+        #: What publish does while Redis is unreachable: ``raise`` or ``drop``.
         self.when_unavailable = when_unavailable
+        #: Put before every Redis channel name.
         self.prefix = prefix
+        #: The longest wait between two reconnection attempts, in seconds.
         self.reconnect_max_delay = reconnect_max_delay
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 
