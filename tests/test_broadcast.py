@@ -369,3 +369,48 @@ def test_relay_closes_a_websocket_that_stops_reading(run, caplog):
     closes = [m for m in sent if m["type"] == "websocket.close"]
     assert [m["code"] for m in closes] == [1013]
     assert "closing a websocket with 1013" in caplog.text
+
+
+def test_aclose_ends_the_loops_subscriptions(run):
+    """Broadcast.aclose() ends every open subscription's iteration."""
+    broadcast = Broadcast()
+
+    async def main():
+        subscription = await broadcast.subscribe("c").open()
+        reader = asyncio.ensure_future(drain(subscription, 1))
+        await asyncio.sleep(0)
+        await broadcast.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await reader
+        assert subscription.closed
+        await broadcast.aclose()  # nothing left: fine
+
+    run(main())
+
+
+def test_each_event_loop_gets_its_own_hub():
+    """A new loop (a new worker) gets a new hub; closed loops' hubs are dropped."""
+    broadcast = Broadcast()
+
+    async def use():
+        async with broadcast.subscribe("c") as subscription:
+            await broadcast.publish("c", "x")
+            return await drain(subscription, 1), broadcast.connected
+
+    assert asyncio.run(use()) == (["x"], True)
+    assert asyncio.run(use()) == (["x"], True)
+    assert len(broadcast._hubs) == 1
+
+
+def test_redis_url_without_redis_installed_names_the_extra(monkeypatch):
+    """A redis:// URL without the redis package says which extra to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "redis" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigurationError, match=r"pip install 'aiopyramid\[redis\]'"):
+        Broadcast("redis://127.0.0.1:6379/0")
