@@ -1,8 +1,8 @@
 """Broadcast rooms under real gunicorn workers, a real Redis and real clients.
 
 The application below is served by ``gunicorn --paste`` with
-``AsyncGunicornWorker``; its settings come from an ini file, as a user's
-would.  Each websocket says which worker holds it, so a test can connect
+``AsyncGunicornWorker``, its settings from an ini file as a user's would be,
+and by plain uvicorn with several workers.  Each websocket says which worker holds it, so a test can connect
 until it has connections on different workers.
 """
 
@@ -191,3 +191,43 @@ def test_a_client_that_stops_reading_is_closed_and_others_get_everything(tmp_pat
         run(conversation())
         log = server.log()
     assert "closing a websocket with 1013" in log
+
+
+def asgi_app():
+    """The same room for any ASGI server, Redis URL from the environment."""
+    from aiopyramid.asgi import make_asgi_app
+
+    url = os.environ["AIOPYRAMID_TEST_BROADCAST_URL"]
+    return make_asgi_app(main({}, **{"aiopyramid.broadcast.url": url}))
+
+
+def test_the_room_spans_uvicorn_workers_too():
+    """Under plain uvicorn with two worker processes, the room is one room."""
+    from .servers import python_module
+
+    redis = RedisServer()
+    port = free_port()
+    command = python_module(
+        "uvicorn",
+        "--factory",
+        "--workers",
+        "2",
+        "--port",
+        str(port),
+        "tests.test_broadcast_gunicorn:asgi_app",
+    )
+    env = {"AIOPYRAMID_TEST_BROADCAST_URL": redis.url}
+    try:
+        with running(command, port, env=env) as server:
+
+            async def conversation():
+                one, two = await on_two_workers(server.ws_url)
+                await two.send(b"\x00binary")
+                assert await next_text(one) == b"\x00binary"
+                assert await next_text(two) == b"\x00binary"
+                await one.close()
+                await two.close()
+
+            run(conversation())
+    finally:
+        redis.stop()
