@@ -216,7 +216,9 @@ class Broadcast:
     def connected(self) -> bool:
         """Whether this loop's backend connection is up (memory: always)."""
         hub = self._hubs.get(asyncio.get_running_loop())
-        return hub is None or getattr(hub, "connected", True)
+        if hub is None:  # not used on this loop yet: nothing is connected
+            return self.url.startswith("memory://")
+        return getattr(hub, "connected", True)
 
     async def aclose(self) -> None:
         """End this loop's subscriptions and close its backend connections."""

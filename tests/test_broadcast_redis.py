@@ -293,8 +293,10 @@ def test_unreachable_redis_at_start_is_not_fatal():
     broadcast = Broadcast(f"redis://127.0.0.1:{free_port()}/0")
 
     async def main():
+        assert broadcast.connected is False  # not used yet
         async with broadcast.subscribe("room") as room:
             assert room.closed is False
+            assert broadcast.connected is False
             with pytest.raises(BroadcastUnavailable, match="cannot be reached"):
                 await broadcast.publish("room", "x")
         await broadcast.aclose()
