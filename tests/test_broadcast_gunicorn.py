@@ -2,8 +2,9 @@
 
 The application below is served by ``gunicorn --paste`` with
 ``AsyncGunicornWorker``, its settings from an ini file as a user's would be,
-and by plain uvicorn with several workers.  Each websocket says which worker holds it, so a test can connect
-until it has connections on different workers.
+and by plain uvicorn with several workers.  Each websocket says which worker
+holds it, so a test can connect until it has connections on different
+workers.
 """
 
 from __future__ import annotations
