@@ -62,10 +62,12 @@ setup(
             "pyramid_retry>=2.1",
             "pyramid_exclog>=1.1",
             "cryptography>=42",
+            "redis>=5",
         ],
         "gunicorn": ["gunicorn>=23", "uvicorn>=0.30", "httptools>=0.6"],
         "uvloop": ["uvloop>=0.19"],
         "uwsgi": ["websockets>=13"],
+        "redis": ["redis>=5"],
     },
     classifiers=[
         "Framework :: Pyramid",

@@ -37,7 +37,10 @@ def includeme(config: Configurator) -> None:
       pyramid_tm, if the application uses it, gets a transaction manager per
       request unless the ``tm.manager_hook`` setting names one, and
       pyramid_debugtoolbar's logging and performance panels are adapted
-      (see :doc:`compatibility`).
+      (see :doc:`compatibility`);
+    * ``request.broadcast`` publishes and subscribes across workers, through
+      the backend that ``aiopyramid.broadcast.url`` names (see
+      :mod:`aiopyramid.broadcast`).
     """
     from .config import (
         CoroutineOrExecutorMapper,
@@ -55,3 +58,4 @@ def includeme(config: Configurator) -> None:
     if executor is not None:
         config.registry.registerUtility(executor, IExecutor)
     config.registry.registerUtility(True, _startup.IIncluded)
+    config.include("aiopyramid.broadcast")

@@ -38,7 +38,7 @@ def test_list_shows_each_scaffold_with_its_description(tmp_path):
     result = run_pcreate(tmp_path, "-l")
     assert result.returncode == 0
     assert "aio_starter     A hello-world Pyramid app" in result.stdout
-    assert "aio_websocket   A websocket echo app" in result.stdout
+    assert "aio_websocket   A websocket room app" in result.stdout
 
 
 @pytest.mark.parametrize("scaffold", ["aio_starter", "aio_websocket"])

@@ -9,6 +9,7 @@ gunicorn worker.  The websocket demo is then driven by headless Chromium.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -130,8 +131,8 @@ def test_starter_is_served_by_pserve(starter: tuple[Path, Path], ini: str):
         assert "AsyncGunicornWorker" in server.log()
 
 
-def test_websocket_demo_echoes_over_a_real_websocket(websocket: tuple[Path, Path]):
-    """The served websocket demo greets and echoes over a real connection."""
+def test_websocket_demo_room_over_real_websockets(websocket: tuple[Path, Path]):
+    """Two real websocket clients in the served room both get what one says."""
     require_module("websockets")
     from websockets.asyncio.client import connect
 
@@ -139,25 +140,74 @@ def test_websocket_demo_echoes_over_a_real_websocket(websocket: tuple[Path, Path
     port = free_port()
     command = serve_command(venv, project, "development.ini", port)
 
-    async def talk(server) -> list[str]:
-        async with connect(server.ws_url + "/echo") as ws:
-            greeting = await ws.recv()
-            await ws.send("ping")
-            echo = await ws.recv()
-            stats = await asyncio.to_thread(fetch, server.url + "/stats")
-            return [greeting, echo, stats]
+    async def next_of(ws, key: str) -> dict:
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if key in message:
+                return message
+
+    async def talk(server) -> list:
+        async with (
+            connect(server.ws_url + "/room") as one,
+            connect(server.ws_url + "/room") as two,
+        ):
+            worker = (await next_of(one, "you"))["you"]
+            await next_of(two, "you")
+            await one.send("ping")
+            said = [await next_of(ws, "text") for ws in (one, two)]
+            await two.send(b"\x00\x01")
+            binary = await asyncio.wait_for(one.recv(), 10)
+            while isinstance(binary, str):  # people counts may come first
+                binary = await asyncio.wait_for(one.recv(), 10)
+            stats = json.loads(await asyncio.to_thread(fetch, server.url + "/stats"))
+            return [said, binary, stats, worker]
 
     with running(command, port, cwd=project, env=CLEAN_ENV) as server:
         assert "<h1>Demo_App</h1>" in fetch(server.url + "/")
-        assert asyncio.run(talk(server)) == [
-            "connected",
-            "echo: ping",
-            '{"open_connections": 1}',
-        ]
+        said, binary, stats, worker = asyncio.run(talk(server))
+    assert said == [{"text": "ping", "worker": worker}] * 2
+    assert binary == b"\x00\x01"
+    assert stats == {"worker": worker, "open_connections": 2}
 
 
-def test_browser_sees_the_echo(websocket: tuple[Path, Path]):
-    """Headless Chromium types a message on the demo page and sees its echo."""
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def open_room(browser, url: str, not_found: list[str]):
+    """A page in the room, connected; 404s it meets go to ``not_found``."""
+    page = browser.new_page()
+    page.on(
+        "response",
+        lambda response: response.status == 404 and not_found.append(response.url),
+    )
+    page.goto(url + "/")
+    page.wait_for_selector("#status:text('connected')", timeout=10_000)
+    page.wait_for_function(
+        "document.getElementById('worker').textContent !== '…'", timeout=10_000
+    )
+    return page
+
+
+def say(page, text: str, *, as_bytes: bool = False) -> None:
+    page.fill("#message", text)
+    page.click("#send-bytes" if as_bytes else "#send")
+
+
+def wait_people(page, count: int) -> None:
+    text = f"{count} people here"
+    page.wait_for_selector(f"#people:text('{text}')", timeout=15_000)
+
+
+def test_browsers_share_the_room(websocket: tuple[Path, Path]):
+    """Two Chromium pages see each other's text and binary messages and count 2."""
     require_module("playwright")
     require(
         os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)"
@@ -168,33 +218,98 @@ def test_browser_sees_the_echo(websocket: tuple[Path, Path]):
     port = free_port()
     command = serve_command(venv, project, "development.ini", port)
     ARTIFACTS.mkdir(exist_ok=True)
+    not_found: list[str] = []
     with (
         running(command, port, cwd=project, env=CLEAN_ENV) as server,
         sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
-            page.goto(server.url + "/")
-            page.wait_for_selector("#status:text('connected')", timeout=10_000)
-            page.fill("#message", "hello from Chromium")
-            page.click("#send")
-            page.wait_for_selector(
-                "#log li:text('echo: hello from Chromium')", timeout=10_000
-            )
-            items = page.locator("#log li").all_inner_texts()
-            page.screenshot(path=str(ARTIFACTS / "aio_websocket_echo.png"))
+            one = open_room(browser, server.url, not_found)
+            two = open_room(browser, server.url, not_found)
+            wait_people(one, 2)
+            wait_people(two, 2)
+            say(one, "hello from Chromium")
+            say(two, "hi", as_bytes=True)
+            for page in (one, two):
+                page.wait_for_selector("#log li:has-text('hello from Chromium')")
+                page.wait_for_selector("#log li:has-text('2 bytes: 68 69')")
+            items = two.locator("#log li").all_inner_texts()
+            one.screenshot(path=str(ARTIFACTS / "aio_websocket_room.png"))
         finally:
             browser.close()
-    assert items == ["connected", "echo: hello from Chromium"]
+    assert len(items) == 2
+    assert "hello from Chromium" in items[0]
+    assert "2 bytes: 68 69" in items[1]
+    assert not_found == []
+
+
+def redis_url_for(port: int) -> str:
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def test_four_workers_share_the_room_through_redis(
+    websocket: tuple[Path, Path], tmp_path: Path
+):
+    """production.ini: 4 workers, Redis; pages on different workers see each other."""
+    require_module("playwright")
+    require(
+        os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)"
+    )
+    require(shutil.which("redis-server") is not None, "apt-get install redis-server")
+    from playwright.sync_api import sync_playwright
+
+    venv, project = websocket
+    redis_port, port = free_port(), free_port()
+    redis = [
+        "redis-server",
+        "--port",
+        str(redis_port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    command = serve_command(venv, project, "production.ini", port)
+    ini = project / command[-1]
+    text = ini.read_text()
+    assert "workers = 4" in text
+    ini.write_text(text.replace("redis://127.0.0.1:6379/0", redis_url_for(redis_port)))
+    ARTIFACTS.mkdir(exist_ok=True)
+    not_found: list[str] = []
+    with (
+        running(redis, redis_port),
+        running(command, port, cwd=project, env=CLEAN_ENV) as server,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pages, workers = [], {}
+            # The kernel spreads connections over the workers: open pages
+            # until two different workers serve the websockets.
+            for _ in range(16):
+                page = open_room(browser, server.url, not_found)
+                pages.append(page)
+                worker = page.text_content("#worker")
+                workers.setdefault(worker, page)
+                if len(workers) >= 2 and len(pages) >= 3:
+                    break
+            assert len(workers) >= 2, f"every page landed on worker {workers}"
+            for page in pages:
+                wait_people(page, len(pages))
+            chosen = list(workers.items())
+            for worker, page in chosen:
+                say(page, f"from worker {worker}")
+            for _, page in chosen:
+                for worker, _ in chosen:
+                    page.wait_for_selector(
+                        f"#log li:has-text('from worker {worker}')", timeout=10_000
+                    )
+            chosen[0][1].screenshot(path=str(ARTIFACTS / "aio_websocket_redis.png"))
+        finally:
+            browser.close()
+        log = server.log()
+    assert not_found == []
+    assert log.count("Booting worker") >= 4

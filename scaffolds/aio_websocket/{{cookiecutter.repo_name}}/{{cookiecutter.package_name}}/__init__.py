@@ -1,4 +1,4 @@
-"""{{ cookiecutter.project_name }}: a websocket echo application on asyncio."""
+"""{{ cookiecutter.project_name }}: a websocket room on asyncio."""
 
 from pyramid.config import Configurator
 
@@ -10,7 +10,7 @@ def main(global_config, **settings):
         config.include("pyramid_jinja2")
         config.add_static_view("static", "static", cache_max_age=3600)
         config.add_route("home", "/")
-        config.add_route("echo", "/echo")
+        config.add_route("room", "/room")
         config.add_route("stats", "/stats")
         config.scan(".views")
     return config.make_wsgi_app()

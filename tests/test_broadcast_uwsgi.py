@@ -1,0 +1,110 @@
+"""The broadcast under uWSGI's asyncio plugin (Debian's packages).
+
+uWSGI runs the application in its own greenlets on its own loop; the
+broadcast's hub lives on that loop like on any other.  A coroutine view waits
+on a subscription (a long poll) while other requests publish, from a
+coroutine view and from a plain view through ``synchronize``.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
+
+pytestmark = pytest.mark.server
+
+APP = '''
+import asyncio
+
+from pyramid.config import Configurator
+from pyramid.response import Response
+
+from aiopyramid.broadcast import get_broadcast
+from aiopyramid.helpers import synchronize
+
+
+async def wait(request):
+    """Answer with the first message published on "news"."""
+    async with request.broadcast.subscribe("news") as news:
+        return Response(await asyncio.wait_for(news.__anext__(), 20))
+
+
+async def say(request):
+    await request.broadcast.publish("news", "from a coroutine view")
+    return Response("said")
+
+
+def say_plain(request):
+    synchronize(get_broadcast().publish)("news", "from a plain view")
+    return Response("said")
+
+
+with Configurator() as config:
+    config.include("aiopyramid")
+    for name, view in [("wait", wait), ("say", say), ("say_plain", say_plain)]:
+        config.add_route(name, "/" + name)
+        config.add_view(view, route_name=name)
+application = config.make_wsgi_app()
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """uWSGI serving the application above."""
+    reason = missing_uwsgi()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    where = tmp_path_factory.mktemp("uwsgi_broadcast")
+    (where / "broadcast_uwsgi_app.py").write_text(textwrap.dedent(APP))
+    logs = REPO / "test-artifacts"
+    logs.mkdir(exist_ok=True)
+    uwsgi = UWSGIServer(
+        "broadcast_uwsgi_app:application",
+        logs / "uwsgi-broadcast.log",
+        uwsgi_venv(),
+        extra_ini=f"pythonpath = {where}\n",
+    )
+    uwsgi.start()
+    try:
+        yield uwsgi
+    finally:
+        uwsgi.stop()
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
+
+
+def long_poll_sees(server: UWSGIServer, say: str) -> str:
+    """Wait on /wait in a thread while ``say`` publishes until it answers."""
+    answer: list[str] = []
+    waiter = threading.Thread(target=lambda: answer.append(fetch(server.url + "/wait")))
+    waiter.start()
+    deadline = time.monotonic() + 15
+    while waiter.is_alive() and time.monotonic() < deadline:
+        assert fetch(server.url + say) == "said"
+        waiter.join(0.1)
+    waiter.join(20)
+    assert answer, Path(server.log).read_text()[-3000:]
+    return answer[0]
+
+
+def test_a_coroutine_view_publishes_to_a_waiting_request(server):
+    """A publish from a coroutine view reaches a request waiting on the channel."""
+    assert long_poll_sees(server, "/say") == "from a coroutine view"
+
+
+def test_a_plain_view_publishes_through_synchronize(server):
+    """A plain view on a pool thread publishes with synchronize()."""
+    assert long_poll_sees(server, "/say_plain") == "from a plain view"
