@@ -253,6 +253,6 @@ def _request_broadcast(request: Request) -> Broadcast:
 def includeme(config: Configurator) -> None:
     """Register a :class:`Broadcast` from the settings; add ``request.broadcast``."""
     config.registry.registerUtility(
-        Broadcast.from_settings(config.get_settings()), IBroadcast
+        Broadcast.from_settings(config.get_settings() or {}), IBroadcast
     )
     config.add_request_method(_request_broadcast, "broadcast", reify=True)

@@ -46,6 +46,18 @@ PUBLIC = {
     "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge", "AccessLogger", "Limits"],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main", "Scaffold", "find_scaffolds"],
+    "aiopyramid.broadcast": [
+        "Broadcast",
+        "BroadcastError",
+        "BroadcastUnavailable",
+        "IBroadcast",
+        "InvalidChannel",
+        "MessageTooLarge",
+        "Relay",
+        "SlowSubscriber",
+        "Subscription",
+        "get_broadcast",
+    ],
 }
 
 
