@@ -209,3 +209,46 @@ def running(
     finally:
         with contextlib.suppress(OSError):
             server.log_path.unlink()
+
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1, which a test may stop and restart.
+
+    Without persistence; ``url`` is what ``aiopyramid.broadcast.url`` takes.
+    """
+
+    def __init__(self) -> None:
+        require(
+            shutil.which("redis-server") is not None, "apt-get install redis-server"
+        )
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: ServerProcess | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = ServerProcess(
+            [
+                REDIS,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            self.port,
+        ).wait_ready()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def log(self) -> str:
+        return self.process.log() if self.process else ""

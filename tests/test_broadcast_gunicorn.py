@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from .servers import UNIT, free_port, gunicorn_command, import_required, running
-from .test_broadcast_redis import RedisServer
+from .servers import (
+    UNIT,
+    RedisServer,
+    free_port,
+    gunicorn_command,
+    import_required,
+    running,
+)
 
 pytestmark = pytest.mark.server
 import_required("websockets")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import shutil
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -19,49 +18,10 @@ import pytest
 
 from aiopyramid.broadcast import Broadcast, BroadcastUnavailable, get_broadcast
 
-from .servers import UNIT, ServerProcess, free_port, import_required, require
+from .servers import UNIT, RedisServer, free_port, import_required
 
 pytestmark = pytest.mark.server
 redis_asyncio = import_required("redis.asyncio")
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-class RedisServer:
-    """A private redis-server on 127.0.0.1, which a test may stop and restart."""
-
-    def __init__(self) -> None:
-        require(
-            shutil.which("redis-server") is not None, "apt-get install redis-server"
-        )
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: ServerProcess | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = ServerProcess(
-            [
-                REDIS,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            self.port,
-        ).wait_ready()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def log(self) -> str:
-        return self.process.log() if self.process else ""
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 uWSGI runs the application in its own greenlets on its own loop; the
 broadcast's hub lives on that loop like on any other.  A coroutine view waits
 on a subscription (a long poll) while other requests publish, from a
-coroutine view and from a plain view through ``synchronize``.
+coroutine view and from a plain view through ``synchronize``; with the
+``memory://`` backend and through a real ``redis-server``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import RedisServer
 from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
 
 pytestmark = pytest.mark.server
@@ -47,7 +49,7 @@ def say_plain(request):
     return Response("said")
 
 
-with Configurator() as config:
+with Configurator(settings={"aiopyramid.broadcast.url": BROADCAST_URL}) as config:
     config.include("aiopyramid")
     for name, view in [("wait", wait), ("say", say), ("say_plain", say_plain)]:
         config.add_route(name, "/" + name)
@@ -56,16 +58,19 @@ application = config.make_wsgi_app()
 '''
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    """uWSGI serving the application above."""
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def server(request, tmp_path_factory: pytest.TempPathFactory):
+    """uWSGI serving the application above, on each backend."""
     reason = missing_uwsgi()
     if reason is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
+    redis = RedisServer() if request.param == "redis" else None
+    url = redis.url if redis else "memory://"
     where = tmp_path_factory.mktemp("uwsgi_broadcast")
-    (where / "broadcast_uwsgi_app.py").write_text(textwrap.dedent(APP))
+    source = f"BROADCAST_URL = {url!r}\n" + textwrap.dedent(APP)
+    (where / "broadcast_uwsgi_app.py").write_text(source)
     logs = REPO / "test-artifacts"
     logs.mkdir(exist_ok=True)
     uwsgi = UWSGIServer(
@@ -79,6 +84,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         yield uwsgi
     finally:
         uwsgi.stop()
+        if redis is not None:
+            redis.stop()
 
 
 def fetch(url: str) -> str:

@@ -41,7 +41,7 @@ APT_PACKAGES = (
     "uwsgi-plugin-greenlet-python3 python3-venv"
 )
 #: What the virtualenv needs besides aiopyramid itself.
-VENV_EXTRAS = ("coverage>=7.10", "aiosqlite>=0.20", "websockets>=13")
+VENV_EXTRAS = ("coverage>=7.10", "aiosqlite>=0.20", "websockets>=13", "redis>=5")
 
 
 def missing_uwsgi() -> str | None:
