@@ -8,13 +8,16 @@ it.  The served project must answer and log readable lines.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from .browser import ARTIFACTS, chromium, open_room, say
 from .packaging import build_wheel, literal_lines, sh
 from .servers import ROOT, free_port, running
 
@@ -111,3 +114,60 @@ def test_readme_paste_command_binds_where_it_says(
     command = [str(project / ".venv" / "bin" / "gunicorn"), *args[1:]]
     with running(command, port, cwd=project) as server:
         assert get_status(server.url + "/") == 200
+
+
+def checkout_copy(where: Path) -> Path:
+    """This checkout's tracked files as they are now: a fresh clone, uncommitted
+    changes included."""
+    target = where / "aiopyramid"
+    listed = sh("git", "ls-files", "-z", cwd=ROOT).split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def test_readme_first_command_serves_a_room_two_pages_share(tmp_path: Path):
+    """The README's first command, from a fresh copy: two pages see one message.
+
+    The command runs literally, except that pserve gets the demo's ini with a
+    free port instead of 6543.  It installs only what it names
+    (``.[gunicorn]``): the websocket must work with exactly that.
+    """
+    readme = (ROOT / "README.rst").read_text()
+    (command,) = [
+        line.strip()
+        for line in readme.splitlines()
+        if line.strip().startswith("python3 -m venv .venv && ")
+    ]
+    setup, serve = command.rsplit(" && ", 1)
+    assert serve == "../.venv/bin/pserve development.ini"
+    *build, enter = setup.split(" && ")
+    demo = enter.removeprefix("cd ")
+    checkout = checkout_copy(tmp_path)
+    sh("bash", "-c", " && ".join(build), cwd=checkout, env={"PATH": clean_path()})
+    project = checkout / demo
+    port = free_port()
+    ini = (project / "development.ini").read_text()
+    (project / "test.ini").write_text(ini.replace("port = 6543", f"port = {port}"))
+    not_found: list[str] = []
+    with (
+        running(serve.replace("development.ini", "test.ini").split(), port,
+                cwd=project, env={"PYTHONPATH": ""}) as server,
+        chromium() as browser,
+    ):  # fmt: skip
+        one = open_room(browser, server.url, not_found)
+        two = open_room(browser, server.url, not_found)
+        say(one, "typed in the first page")
+        for page in (one, two):
+            page.wait_for_selector("#log li:has-text('typed in the first page')")
+        two.screenshot(path=str(ARTIFACTS / "readme_first_command.png"))
+    assert not_found == []
+
+
+def clean_path() -> str:
+    """PATH without this test run's own virtualenv, as a new user's shell has."""
+    own = str(Path(sys.executable).parent)
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != own)

@@ -10,48 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .servers import ROOT, free_port, require, require_module, running
+from .browser import ARTIFACTS, chromium, open_room, say, wait_people
+from .packaging import build_wheel, sh
+from .servers import RedisServer, free_port, require_module, running
 
 pytestmark = pytest.mark.server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
 #: The generated project must run on the installed wheel, not on this checkout.
 CLEAN_ENV = {"PYTHONPATH": ""}
-
-
-def sh(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
-    """Run a command; fail the test with its output if it fails."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{args} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from this checkout."""
-    out = tmp_path_factory.mktemp("wheel")
-    sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT)
-    (built,) = out.glob("aiopyramid-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def make_project(wheel: Path, scaffold: str, where: Path) -> tuple[Path, Path]:
@@ -170,122 +148,51 @@ def test_websocket_demo_room_over_real_websockets(websocket: tuple[Path, Path]):
     assert stats == {"worker": worker, "open_connections": 2}
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def open_room(browser, url: str, not_found: list[str]):
-    """A page in the room, connected; 404s it meets go to ``not_found``."""
-    page = browser.new_page()
-    page.on(
-        "response",
-        lambda response: response.status == 404 and not_found.append(response.url),
-    )
-    page.goto(url + "/")
-    page.wait_for_selector("#status:text('connected')", timeout=10_000)
-    page.wait_for_function(
-        "document.getElementById('worker').textContent !== '…'", timeout=10_000
-    )
-    return page
-
-
-def say(page, text: str, *, as_bytes: bool = False) -> None:
-    page.fill("#message", text)
-    page.click("#send-bytes" if as_bytes else "#send")
-
-
-def wait_people(page, count: int) -> None:
-    text = f"{count} people here"
-    page.wait_for_selector(f"#people:text('{text}')", timeout=15_000)
-
-
 def test_browsers_share_the_room(websocket: tuple[Path, Path]):
     """Two Chromium pages see each other's text and binary messages and count 2."""
-    require_module("playwright")
-    require(
-        os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)"
-    )
-    from playwright.sync_api import sync_playwright
-
     venv, project = websocket
     port = free_port()
     command = serve_command(venv, project, "development.ini", port)
-    ARTIFACTS.mkdir(exist_ok=True)
     not_found: list[str] = []
     with (
         running(command, port, cwd=project, env=CLEAN_ENV) as server,
-        sync_playwright() as pw,
+        chromium() as browser,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            one = open_room(browser, server.url, not_found)
-            two = open_room(browser, server.url, not_found)
-            wait_people(one, 2)
-            wait_people(two, 2)
-            say(one, "hello from Chromium")
-            say(two, "hi", as_bytes=True)
-            for page in (one, two):
-                page.wait_for_selector("#log li:has-text('hello from Chromium')")
-                page.wait_for_selector("#log li:has-text('2 bytes: 68 69')")
-            items = two.locator("#log li").all_inner_texts()
-            one.screenshot(path=str(ARTIFACTS / "aio_websocket_room.png"))
-        finally:
-            browser.close()
+        one = open_room(browser, server.url, not_found)
+        two = open_room(browser, server.url, not_found)
+        wait_people(one, 2)
+        wait_people(two, 2)
+        say(one, "hello from Chromium")
+        say(two, "hi", as_bytes=True)
+        for page in (one, two):
+            page.wait_for_selector("#log li:has-text('hello from Chromium')")
+            page.wait_for_selector("#log li:has-text('2 bytes: 68 69')")
+        items = two.locator("#log li").all_inner_texts()
+        one.screenshot(path=str(ARTIFACTS / "aio_websocket_room.png"))
     assert len(items) == 2
     assert "hello from Chromium" in items[0]
     assert "2 bytes: 68 69" in items[1]
     assert not_found == []
 
 
-def redis_url_for(port: int) -> str:
-    return f"redis://127.0.0.1:{port}/0"
-
-
 def test_four_workers_share_the_room_through_redis(
     websocket: tuple[Path, Path], tmp_path: Path
 ):
     """production.ini: 4 workers, Redis; pages on different workers see each other."""
-    require_module("playwright")
-    require(
-        os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)"
-    )
-    require(shutil.which("redis-server") is not None, "apt-get install redis-server")
-    from playwright.sync_api import sync_playwright
-
     venv, project = websocket
-    redis_port, port = free_port(), free_port()
-    redis = [
-        "redis-server",
-        "--port",
-        str(redis_port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
+    redis = RedisServer()
+    port = free_port()
     command = serve_command(venv, project, "production.ini", port)
     ini = project / command[-1]
     text = ini.read_text()
     assert "workers = 4" in text
-    ini.write_text(text.replace("redis://127.0.0.1:6379/0", redis_url_for(redis_port)))
-    ARTIFACTS.mkdir(exist_ok=True)
+    ini.write_text(text.replace("redis://127.0.0.1:6379/0", redis.url))
     not_found: list[str] = []
-    with (
-        running(redis, redis_port),
-        running(command, port, cwd=project, env=CLEAN_ENV) as server,
-        sync_playwright() as pw,
-    ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
+    try:
+        with (
+            running(command, port, cwd=project, env=CLEAN_ENV) as server,
+            chromium() as browser,
+        ):
             pages, workers = [], {}
             # The kernel spreads connections over the workers: open pages
             # until two different workers serve the websockets.
@@ -308,8 +215,8 @@ def test_four_workers_share_the_room_through_redis(
                         f"#log li:has-text('from worker {worker}')", timeout=10_000
                     )
             chosen[0][1].screenshot(path=str(ARTIFACTS / "aio_websocket_redis.png"))
-        finally:
-            browser.close()
-        log = server.log()
+            log = server.log()
+    finally:
+        redis.stop()
     assert not_found == []
     assert log.count("Booting worker") >= 4
