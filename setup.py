@@ -44,7 +44,8 @@ setup(
             "sqlalchemy[asyncio]>=2",
             "hypothesis>=6",
             "cookiecutter>=2",
-            "gunicorn>=23",
+            "gunicorn>=27",
+            "gunicorn-h1c>=0.6.10",
             "uvicorn>=0.30",
             "httptools>=0.6",
             "hypercorn>=0.17",
@@ -63,7 +64,7 @@ setup(
             "pyramid_exclog>=1.1",
             "cryptography>=42",
         ],
-        "gunicorn": ["gunicorn>=23", "uvicorn>=0.30", "httptools>=0.6"],
+        "gunicorn": ["gunicorn>=27", "gunicorn-h1c>=0.6.10"],
         "uvloop": ["uvloop>=0.19"],
     },
     classifiers=[

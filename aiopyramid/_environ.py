@@ -130,7 +130,9 @@ def build_environ(
             text = old + ("; " if key == "HTTP_COOKIE" else ",") + text
         environ[key] = text
     server = scope.get("server")
-    if server and server[1] is not None:
+    # gunicorn 27 describes a unix socket as the first two characters of
+    # its path ("/", "t"): only a numeric port means a TCP address.
+    if server and type(server[1]) is int:
         environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
     else:  # a unix socket: take the name the client used
         host = environ.get("HTTP_HOST", "localhost")
