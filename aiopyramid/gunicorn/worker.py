@@ -106,6 +106,12 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             access_logger=None,
             # As gunicorn's own workers say: one worker is one process.
             multiprocess=self.cfg.workers > 1,
+            # gunicorn has already applied header_map to the scope's headers
+            # (keeping the ones a trusted proxy may send): the same choice.
+            header_map=self.cfg.header_map,
+            # gunicorn 27's ASGI worker accepts connections past
+            # worker_connections: the bridge answers 503 past it instead.
+            max_concurrency=self.cfg.worker_connections,
         )
 
     def setting(self, name: str, default: Any = None) -> Any:
