@@ -21,7 +21,11 @@ What this subclass adds is only what is aiopyramid's:
   ``AIOPYRAMID_UVLOOP=0`` choose the loop when gunicorn's ``asgi_loop`` is
   left at ``auto``;
 * ``aiopyramid.websocket.max_size`` sets gunicorn's
-  ``websocket_max_message_size`` when the command line did not.
+  ``websocket_max_message_size`` when the command line did not;
+* ``SCRIPT_NAME`` in the environment (``--env SCRIPT_NAME=/app``), which
+  gunicorn's WSGI workers honour, sets ``root_path`` when it is not set;
+* ``worker_connections`` and ``header_map`` reach the bridge, which answers
+  ``503`` past the first (gunicorn's ASGI worker does not enforce it).
 """
 
 from __future__ import annotations
@@ -93,6 +97,12 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             self.loop.set_default_executor(
                 ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="aiopyramid")
             )
+        script_name = os.environ.get("SCRIPT_NAME", "").rstrip("/")
+        if script_name and not self.cfg.root_path:
+            # gunicorn's WSGI workers take SCRIPT_NAME from the environment
+            # (``--env SCRIPT_NAME=/app``); its ASGI worker reads only
+            # root_path, which is the same thing for us.
+            self.cfg.set("root_path", script_name)
         max_size = self.setting("aiopyramid.websocket.max_size")
         option = self.cfg.settings["websocket_max_message_size"]
         # The command line (or gunicorn's config file) wins over the app.
