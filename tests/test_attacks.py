@@ -437,6 +437,16 @@ def test_9_websocket_from_another_origin_is_refused(server):
     assert status_of(handshake(server.port, "/ws/echo", cookie)) == 101
 
 
+def test_9_allowed_origins_setting_and_option(server):
+    """The setting lists more origins; a mapper's option replaces it for a view."""
+    friend = b"Origin: https://friend.example"
+    partner = b"Origin: https://partner.example"
+    assert status_of(handshake(server.port, "/ws/echo", friend)) == 101
+    assert status_of(handshake(server.port, "/ws/echo", partner)) == 403
+    assert status_of(handshake(server.port, "/ws/partner", partner)) == 101
+    assert status_of(handshake(server.port, "/ws/partner", friend)) == 403
+
+
 # -- 10. websocket errors, split headers, ping floods ----------------------------
 
 

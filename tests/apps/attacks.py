@@ -75,6 +75,10 @@ async def ws_boom(ws):
 def main(global_config=None, **settings):
     """The attack target."""
     settings.setdefault("aiopyramid.body_timeout", "2")
+    settings.setdefault(
+        "aiopyramid.websocket.allowed_origins",
+        "https://friend.example\nhttp://[::1]:8080",
+    )
     with Configurator(settings=settings) as config:
         config.include("aiopyramid")
         for name, view in [
@@ -89,6 +93,12 @@ def main(global_config=None, **settings):
         for name, view in [("echo", echo), ("boom", ws_boom)]:
             config.add_route(f"ws-{name}", f"/ws/{name}")
             config.add_view(view, route_name=f"ws-{name}", mapper=WebsocketMapper)
+        config.add_route("ws-partner", "/ws/partner")
+        config.add_view(
+            echo,
+            route_name="ws-partner",
+            mapper=WebsocketMapper.options(allowed_origins=["https://partner.example"]),
+        )
     return config.make_wsgi_app()
 
 
