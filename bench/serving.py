@@ -27,6 +27,7 @@ coroutine view: at most 1.15).  Loopback only; about three minutes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import os
 import re
@@ -214,6 +215,8 @@ def measure(
 ) -> Result | None:
     """Start ``name``, warm it up, load it, and return what wrk and /proc say."""
     try:
+        if name == "starlette" and importlib.util.find_spec("starlette") is None:
+            raise FileNotFoundError("starlette")
         server = Server(name, core=1)
     except FileNotFoundError as missing:
         print(f"  skipped {label}: {missing} is not installed", file=sys.stderr)

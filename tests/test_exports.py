@@ -38,7 +38,7 @@ PUBLIC = {
     "aiopyramid.websocket.config": ["WebsocketMapper", "UWSGIWebsocketMapper"],
     "aiopyramid.websocket.config.gunicorn": ["WebsocketMapper"],
     "aiopyramid.websocket.config.uwsgi": ["UWSGIWebsocket", "UWSGIWebsocketMapper"],
-    "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge"],
+    "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge", "log_access"],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main"],
 }

@@ -291,3 +291,28 @@ def test_deflate_is_agreed_under_uvicorn_only(server):
         assert extensions == ""
     else:
         assert extensions.startswith("permessage-deflate")
+
+
+def test_settings_gunicorn_lacks_are_reported():
+    """aiopyramid.websocket.per_message_deflate gets a warning, and echo works."""
+    for name in ("gunicorn", "websockets"):
+        require_module(name)
+    port = free_port()
+    command = gunicorn_command(
+        "--bind",
+        f"127.0.0.1:{port}",
+        "tests.apps.websockets:with_deflate(True)",
+    )
+    with running(command, port) as process:
+
+        async def main():
+            async with connect(process.ws_url + "/ws/echo") as ws:
+                await ws.send("plain")
+                assert await ws.recv() == "plain"
+                return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+        assert run(main()) is None
+        assert (
+            "aiopyramid.websocket.per_message_deflate is ignored by "
+            "AsyncGunicornWorker: gunicorn 27 offers no permessage-deflate."
+        ) in process.log()

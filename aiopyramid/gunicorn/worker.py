@@ -51,6 +51,18 @@ from ..asgi import ASGIBridge, make_asgi_app
 __all__ = ["AsyncGunicornWorker"]
 
 
+#: Settings of the previous (uvicorn-based) worker that gunicorn 27 has no
+#: counterpart for, and why: a warning at start says so.
+_UNSUPPORTED = {
+    "aiopyramid.request_head_timeout": "gunicorn 27 sets no deadline on a "
+    "connection's first request head (see the security page)",
+    "aiopyramid.websocket.ping_interval": "gunicorn 27 sends no websocket pings",
+    "aiopyramid.websocket.ping_timeout": "gunicorn 27 sends no websocket pings",
+    "aiopyramid.websocket.per_message_deflate": "gunicorn 27 offers no "
+    "permessage-deflate",
+}
+
+
 def _flag(value: Any, default: bool) -> bool:
     """A boolean setting read the way Pyramid reads its own; unset: ``default``."""
     return default if value is None or value == "" else asbool(value)
@@ -92,6 +104,11 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         logger.handlers = list(error_log.handlers)
         logger.setLevel(error_log.level)
         logger.propagate = False
+        for name, reason in _UNSUPPORTED.items():
+            if self.setting(name) not in (None, ""):
+                self.log.warning(
+                    "%s is ignored by AsyncGunicornWorker: %s.", name, reason
+                )
         self._choose_loop()
         if self.cfg.threads > 1:
             self.loop.set_default_executor(
