@@ -403,6 +403,10 @@ def test_uvloop_can_be_turned_off():
         assert httpx.get(process.url + "/loop").text.startswith("asyncio")
         body = json.loads(httpx.get(process.url + "/rss").text)
         assert body["pid"] > 0
+        # The replaced loop got gunicorn's signal handlers: SIGTERM stops it.
+        started = time.monotonic()
+        assert process.stop() == 0
+        assert time.monotonic() - started < 5 * UNIT
 
 
 def test_websocket_handshake_over_the_head_limits_is_refused(server):

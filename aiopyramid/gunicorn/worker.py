@@ -150,11 +150,13 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     def _choose_loop(self) -> None:
         """Replace gunicorn's loop by asyncio's when uvloop is not wanted.
 
-        gunicorn creates the loop before the application is loaded, so the
-        application's setting can only be honoured by replacing it here,
-        before anything (signal handlers, servers) is attached to it.
-        ``self.loop`` is the documented attribute gunicorn's worker serves
-        from; a test checks that the replacement is the loop that serves.
+        gunicorn creates the loop, and attaches its signal handlers to it,
+        before the application is loaded: the application's setting can only
+        be honoured by replacing the loop here and attaching the handlers
+        again (``init_signals``, a public step of every gunicorn worker),
+        before the servers start.  ``self.loop`` is the attribute gunicorn's
+        worker serves from.  No public hook of gunicorn's does this; a test
+        checks that the replacement serves and that SIGTERM still stops it.
         """
         if self.cfg.asgi_loop != "auto" or not _is_uvloop(self.loop):
             return
@@ -164,3 +166,4 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             self.loop.close()
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
+            self.init_signals()
