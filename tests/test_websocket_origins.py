@@ -32,3 +32,40 @@ from aiopyramid.websocket.config._base import _same_host
 def test_same_host(origin, host, same):
     """Scheme default ports count, case does not, anything odd is not the host."""
     assert _same_host(origin, host) is same
+
+
+def handshake_request(origin: str | None, settings: dict | None = None):
+    """A websocket handshake request, as Pyramid sees it, from ``origin``."""
+    from pyramid import testing
+
+    headers = {"Host": "app.example", "Sec-WebSocket-Key": "x" * 24}
+    if origin is not None:
+        headers["Origin"] = origin
+    request = testing.DummyRequest(headers=headers)
+    request.environ["HTTP_SEC_WEBSOCKET_KEY"] = "x" * 24
+    request.host = "app.example"
+    request.registry.settings = settings or {}
+    return request
+
+
+def test_uwsgi_mapper_refuses_other_origins_before_the_handshake():
+    """UWSGIWebsocketMapper answers 403 to another site's page, uWSGI or not."""
+    from aiopyramid.websocket.config import UWSGIWebsocketMapper
+
+    def view(ws):
+        raise AssertionError("never reached")
+
+    mapped = UWSGIWebsocketMapper()(view)
+    for origin in ("https://evil.example", "null"):
+        assert mapped(None, handshake_request(origin)).status_code == 403
+    friendly = {"aiopyramid.websocket.allowed_origins": "https://evil.example"}
+    option = UWSGIWebsocketMapper.options(allowed_origins=["null"])
+    assert option.allowed_origins == ("null",)
+    # Allowed ones go on to uWSGI's handshake, which needs uWSGI itself.
+    for request in (
+        handshake_request("https://evil.example", friendly),
+        handshake_request("http://app.example"),
+        handshake_request(None),
+    ):
+        with pytest.raises(ImportError, match="through uWSGI.s own API"):
+            mapped(None, request)
