@@ -62,10 +62,11 @@ def test_uwsgi_mapper_refuses_other_origins_before_the_handshake():
     option = UWSGIWebsocketMapper.options(allowed_origins=["null"])
     assert option.allowed_origins == ("null",)
     # Allowed ones go on to uWSGI's handshake, which needs uWSGI itself.
-    for request in (
-        handshake_request("https://evil.example", friendly),
-        handshake_request("http://app.example"),
-        handshake_request(None),
+    # (Built one at a time: DummyRequests share one registry and its settings.)
+    for origin, settings in (
+        ("https://evil.example", friendly),
+        ("http://app.example", {}),
+        (None, {}),
     ):
-        with pytest.raises(ImportError, match="through uWSGI.s own API"):
-            mapped(None, request)
+        with pytest.raises(ImportError, match=r"through uWSGI's own API"):
+            mapped(None, handshake_request(origin, settings))
