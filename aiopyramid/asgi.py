@@ -29,6 +29,7 @@ from typing import Any
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
+from ._access_log import log_access, log_environ
 from ._asgi_response import Response, Watch, stream_async
 from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
@@ -74,8 +75,6 @@ DEFAULT_MAX_BODY_SIZE = 32 * 2**20
 #: Seconds a client may pause while sending a body before it is answered
 #: ``408`` and its connection closed (gunicorn's default ``timeout``).
 DEFAULT_BODY_TIMEOUT = 30.0
-
-access_log = logging.getLogger("aiopyramid.access")
 
 
 def _sync_iterable(app_iter: Any) -> bool:
@@ -177,7 +176,7 @@ class ASGIBridge:
                 # Every request gets its line: refusals, errors and requests
                 # whose client left included.
                 logger(
-                    environ if environ is not None else _log_environ(scope),
+                    environ if environ is not None else log_environ(scope),
                     (response.status if response.started else None) or ended,
                     response.headers if response.started else [],
                     response.sent,
@@ -311,46 +310,6 @@ class ASGIBridge:
             await send({"type": f"lifespan.{event}.complete"})
             if event == "shutdown":
                 return
-
-
-def _log_environ(scope: Scope) -> dict[str, Any]:
-    """What an access line needs, for a request refused before its environ."""
-    client = scope.get("client") or ("-", 0)
-    query = scope.get("query_string", b"").decode("latin-1")
-    path = (scope.get("raw_path") or b"").decode("latin-1") or scope.get("path", "")
-    return {
-        "REQUEST_METHOD": scope.get("method", "GET"),
-        "RAW_URI": path.split("?", 1)[0] + ("?" + query if query else ""),
-        "PATH_INFO": scope.get("path", ""),
-        "QUERY_STRING": query,
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
-        "REMOTE_ADDR": client[0],
-        "asgi.scope": scope,
-    }
-
-
-def log_access(
-    environ: dict[str, Any],
-    status: str,
-    headers: list[tuple[str, str]],
-    sent: int,
-    seconds: float,
-) -> None:
-    """The access logger of ``aiopyramid.access_log = true``: one INFO line.
-
-    ``client "METHOD target PROTOCOL" status bytes seconds`` on the
-    ``aiopyramid.access`` logger.
-    """
-    access_log.info(
-        '%s "%s %s %s" %s %d %.6f',
-        environ.get("REMOTE_ADDR", "-"),
-        environ.get("REQUEST_METHOD", "-"),
-        environ.get("RAW_URI", "-"),
-        environ.get("SERVER_PROTOCOL", "-"),
-        status.split(" ", 1)[0],
-        sent,
-        seconds,
-    )
 
 
 def _number(settings: dict[str, Any], name: str, kind: Any, default: Any) -> Any:
