@@ -6,6 +6,7 @@ This is the only place in aiopyramid that turns a connection into an environ
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 # the same few dozen names, and building the key is a measurable share of
 # the environ's cost.
 _keys: dict[bytes, str] = {}
+_ips: dict[str, bool] = {}
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,57 @@ class Limits:
     request_field_size: int = 8190
 
 
-class LimitExceeded(Exception):
+class BadRequest(Exception):
+    """The request cannot be served as sent (answered 400); the message says why."""
+
+
+class LimitExceeded(BadRequest):
     """The request head breaks one of the :class:`Limits`; the message says which."""
 
 
+#: What to do with header names containing ``_``, as gunicorn's ``header_map``:
+#: ``"drop"`` them (the default), ``"refuse"`` the request, or map them
+#: (``"dangerous"``: ``X_Forwarded_For`` then lands on the same key as
+#: ``X-Forwarded-For``, which a proxy may have vouched for).
+HEADER_MAPS = ("drop", "refuse", "dangerous")
+
+
 def _key(name: bytes) -> str:
+    """The environ key of header ``name``; ``""`` for a name with ``_``."""
     key = _keys.get(name)
     if key is None:
-        key = _UNPREFIXED.get(name) or "HTTP_" + name.decode("latin-1").upper().replace(
-            "-", "_"
-        )
+        if b"_" in name:
+            key = ""
+        else:
+            key = _UNPREFIXED.get(name) or "HTTP_" + name.decode(
+                "latin-1"
+            ).upper().replace("-", "_")
         if len(_keys) < 512:  # bounded: names are chosen by clients
             _keys[name] = key
     return key
+
+
+def _underscored(name: bytes, header_map: str) -> str:
+    """The key of a header name with ``_`` under ``header_map`` (``""``: drop)."""
+    if header_map == "refuse":
+        raise BadRequest(f"Header name {name.decode('latin-1')!r} contains '_'")
+    if header_map == "dangerous":
+        return "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    return ""
+
+
+def _is_ip(host: str) -> bool:
+    """Whether ``host`` is an IP address (cached: clients repeat)."""
+    known = _ips.get(host)
+    if known is None:
+        try:
+            ipaddress.ip_address(host)
+            known = True
+        except ValueError:
+            known = False
+        if len(_ips) < 1024:  # bounded: forwarded values are chosen by clients
+            _ips[host] = known
+    return known
 
 
 def _paths(scope: dict[str, Any]) -> tuple[str, str, bytes]:
@@ -69,14 +109,21 @@ def _paths(scope: dict[str, Any]) -> tuple[str, str, bytes]:
 
 
 def build_environ(
-    scope: dict[str, Any], body: Any, limits: Limits | None = None
+    scope: dict[str, Any],
+    body: Any,
+    limits: Limits | None = None,
+    header_map: str = "drop",
 ) -> dict[str, Any]:
     """Return the WSGI environ for ``scope`` with ``body`` as ``wsgi.input``.
 
     Repeated headers are joined with ``","`` (``Cookie`` with ``"; "``);
     ``Connection`` and ``Upgrade`` are kept, so a websocket upgrade is seen by
-    Pyramid as a ``GET`` with its upgrade headers.  Raises
-    :class:`LimitExceeded` when the head breaks ``limits``.
+    Pyramid as a ``GET`` with its upgrade headers.  Header names with ``_``
+    are handled as ``header_map`` says (:data:`HEADER_MAPS`).  The client
+    address becomes ``REMOTE_ADDR`` only if it is an IP address (a proxy's
+    forwarded value may be anything).  Raises :class:`LimitExceeded` when
+    the head breaks ``limits`` and :class:`BadRequest` for two ``Host``
+    headers (RFC 9112 section 3.2).
     """
     script_name, path_info, raw_path = _paths(scope)
     query: bytes = scope.get("query_string", b"")
@@ -124,13 +171,24 @@ def build_environ(
                 f"{field_limit} bytes"
             )
         key = _key(name)
+        if not key:
+            # Headers spelt with "_" would share a key with their "-" twin
+            # (which a proxy may have vouched for): dropped, as gunicorn and
+            # waitress do, unless header_map says otherwise.
+            key = _underscored(name, header_map)
+            if not key:
+                continue
         text = value.decode("latin-1")
         old = environ.get(key)
         if old is not None:
+            if key == "HTTP_HOST":
+                raise BadRequest("Request has more than one Host header")
             text = old + ("; " if key == "HTTP_COOKIE" else ",") + text
         environ[key] = text
     server = scope.get("server")
-    if server and server[1] is not None:
+    # gunicorn 27 describes a unix socket as the first two characters of
+    # its path ("/", "t"): only a numeric port means a TCP address.
+    if server and type(server[1]) is int:
         environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
     else:  # a unix socket: take the name the client used
         host = environ.get("HTTP_HOST", "localhost")
@@ -139,6 +197,6 @@ def build_environ(
             name, port = host, _DEFAULT_PORTS.get(url_scheme, "80")
         environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
     client = scope.get("client")
-    if client:
+    if client and _is_ip(client[0]):
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
     return environ

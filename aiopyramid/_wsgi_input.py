@@ -12,6 +12,7 @@ chunked body is refused as soon as it grows past the limit.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
@@ -26,13 +27,22 @@ class BodyTooLarge(Exception):
     """The request body is larger than the configured maximum (answered 413)."""
 
 
+class BodyTimeout(Exception):
+    """The client stopped sending its body for too long (answered 408)."""
+
+
 async def read_body(
-    receive: Receive, limit: int | None, spool_size: int = SPOOL_SIZE
+    receive: Receive,
+    limit: int | None,
+    spool_size: int = SPOOL_SIZE,
+    timeout: float | None = None,
 ) -> tuple[IO[bytes], int] | None:
     """Read the whole body; return the file (at its start) and its size.
 
     Returns ``None`` if the client disconnected first.  Raises
-    :class:`BodyTooLarge` past ``limit`` bytes (``None``: no limit).
+    :class:`BodyTooLarge` past ``limit`` bytes (``None``: no limit) and
+    :class:`BodyTimeout` when no part of the body arrives for ``timeout``
+    seconds (``None``: wait for ever).
     """
     # Past the spool size the body moves to disk: memory stays bounded
     # whatever the upload's size.  (Writing to the temporary file lands in
@@ -43,7 +53,13 @@ async def read_body(
     size = 0
     more = True
     while more:
-        message = await receive()
+        try:
+            # A stalled body would hold its connection, its spool and the
+            # request for ever: bounded in time between two chunks.
+            message = await asyncio.wait_for(receive(), timeout)
+        except asyncio.TimeoutError:
+            target.close()
+            raise BodyTimeout(timeout) from None
         if message["type"] == "http.disconnect":
             target.close()
             return None

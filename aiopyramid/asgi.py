@@ -26,13 +26,25 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from pyramid.exceptions import ConfigurationError
+from pyramid.settings import asbool
+
+from ._access_log import log_access, log_environ
+from ._asgi_response import Response, Watch, stream_async
 from ._bridge import run_in_child_greenlet, wait_for
-from ._environ import LimitExceeded, Limits, build_environ
-from ._settings import positive_setting
-from ._wsgi_input import BodyTooLarge, read_body
+from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
+from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 from .websocket._asgi import ASGIWebsocket
 
-__all__ = ["ASGIBridge", "AccessLogger", "Limits", "make_asgi_app"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_MAX_BODY_SIZE",
+    "ASGIBridge",
+    "AccessLogger",
+    "Limits",
+    "log_access",
+    "make_asgi_app",
+]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -52,91 +64,17 @@ WATCH_AFTER = 0.25
 #: The environ key under which a websocket request carries its ``ws`` object.
 WEBSOCKET_KEY = "aiopyramid.websocket"
 
+#: Largest request body accepted when nothing says otherwise: 32 MiB.  The
+#: bridge reads a whole body before the application runs (to a temporary file
+#: past 1 MiB), even for a URL that does not exist, so without a limit one
+#: client could fill the disk.  32 MiB takes form posts and ordinary browser
+#: uploads (photos, documents); applications taking larger files set
+#: ``aiopyramid.max_body_size`` (``0``: no limit).
+DEFAULT_MAX_BODY_SIZE = 32 * 2**20
 
-class _Response:
-    """``start_response``, ``write`` and body sending for one request.
-
-    Headers go out with the first non-empty chunk (PEP 3333), so an error
-    raised before that can still replace them.
-    """
-
-    __slots__ = (
-        "_send",
-        "discard",
-        "headers",
-        "kind",
-        "sent",
-        "started",
-        "status",
-        "ws",
-    )
-
-    def __init__(
-        self, send: Send, kind: str = "http.response", ws: ASGIWebsocket | None = None
-    ) -> None:
-        self._send = send
-        self.kind = kind
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.started = False
-        self.sent = 0
-        self.discard = False
-        self.ws = ws
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        """The WSGI ``start_response`` callable."""
-        if exc_info is not None:
-            try:
-                if self.started:  # too late to change: PEP 3333 says re-raise
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError(
-                "start_response() was called a second time without exc_info"
-            )
-        self.status, self.headers = status, headers
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        """The WSGI ``write`` callable: send ``data`` now (from plain code)."""
-        if data:
-            # Waits in the request's greenlet (or executor thread) while the
-            # loop hands the chunk to the server.
-            wait_for(self.send_body(data, True), "write()")
-
-    async def _start(self) -> None:
-        if self.status is None:
-            raise RuntimeError(
-                "The WSGI application returned a body without calling "
-                "start_response(); call it before returning or writing."
-            )
-        self.started = True
-        await self._send(
-            {
-                "type": self.kind + ".start",
-                "status": int(self.status[:3]),
-                "headers": [
-                    (name.encode("latin-1"), value.encode("latin-1"))
-                    for name, value in self.headers
-                ],
-            }
-        )
-
-    async def send_body(self, data: bytes, more: bool) -> None:
-        """Send one chunk of the body (with the headers first, if not yet sent)."""
-        if self.discard or (self.ws is not None and self.ws.accepted):
-            return  # a websocket's HTTP response has no one to go to
-        if not self.started:
-            await self._start()
-        self.sent += len(data)
-        await self._send({"type": self.kind + ".body", "body": data, "more_body": more})
-
-    def finish(self) -> None:
-        """End the body from plain code."""
-        wait_for(self.send_body(b"", False), "finishing the response")
+#: Seconds a client may pause while sending a body before it is answered
+#: ``408`` and its connection closed (gunicorn's default ``timeout``).
+DEFAULT_BODY_TIMEOUT = 30.0
 
 
 def _sync_iterable(app_iter: Any) -> bool:
@@ -161,13 +99,26 @@ class ASGIBridge:
         limits: Limits | None = None,
         access_logger: AccessLogger | None = None,
         multiprocess: bool = True,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
+        header_map: str = "drop",
+        max_concurrency: int | None = None,
     ) -> None:
+        if header_map not in HEADER_MAPS:
+            raise ValueError(
+                f"header_map must be one of {', '.join(HEADER_MAPS)}, not "
+                f"{header_map!r}"
+            )
         self.app = app
         self.max_body_size = max_body_size
         self.limits = limits
         self.access_logger = access_logger
         #: ``wsgi.multiprocess``: whether other processes serve the same app.
         self.multiprocess = multiprocess
+        self.body_timeout = body_timeout
+        self.header_map = header_map
+        #: Most requests and websockets served at once; more get ``503``.
+        self.max_concurrency = max_concurrency
+        self.active = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -182,7 +133,7 @@ class ASGIBridge:
             raise ValueError(f"aiopyramid.asgi cannot serve {kind!r} scopes")
 
     # -- plain code, in the request's greenlet ----------------------------
-    def _call_app(self, environ: dict[str, Any], response: _Response) -> Any:
+    def _call_app(self, environ: dict[str, Any], response: Response) -> Any:
         """Call the application; stream a generated body from here.
 
         Lists (Pyramid's usual body) and async iterables are handed back for
@@ -208,12 +159,43 @@ class ASGIBridge:
 
     # -- on the loop -----------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started_at = time.monotonic() if self.access_logger is not None else 0.0
+        logger = self.access_logger
+        started_at = time.monotonic() if logger is not None else 0.0
+        response = Response(send)
+        environ: dict[str, Any] | None = None
+        ended = "499 Client Closed Request"  # unless something else is known
+        self.active += 1
         try:
-            environ = build_environ(scope, None, self.limits)
-        except LimitExceeded as error:
-            await _simple(send, 400, f"Bad Request: {error}.")
-            return
+            environ = await self._serve_http(scope, receive, response)
+        except Exception:
+            ended = "500 Internal Server Error"
+            raise
+        finally:
+            self.active -= 1
+            if logger is not None:
+                # Every request gets its line: refusals, errors and requests
+                # whose client left included.
+                logger(
+                    environ if environ is not None else log_environ(scope),
+                    (response.status if response.started else None) or ended,
+                    response.headers if response.started else [],
+                    response.sent,
+                    time.monotonic() - started_at,
+                )
+
+    async def _serve_http(
+        self, scope: Scope, receive: Receive, response: Response
+    ) -> dict[str, Any] | None:
+        """Serve one request; return its environ (``None`` if refused early)."""
+        limit = self.max_concurrency
+        if limit is not None and self.active > limit:
+            await response.refuse(503, "Service Unavailable: too many requests.")
+            return None
+        try:
+            environ = build_environ(scope, None, self.limits, self.header_map)
+        except BadRequest as error:
+            await response.refuse(400, f"Bad Request: {error}.")
+            return None
         environ["wsgi.multiprocess"] = self.multiprocess
         if self._has_body(scope, environ):
             declared = environ.get("CONTENT_LENGTH", "")
@@ -221,24 +203,28 @@ class ASGIBridge:
             if limit is not None and declared.isdigit() and int(declared) > limit:
                 # Refused before the body is sent: a client that announced
                 # it would send too much is not made to send it first.
-                await _simple(send, 413, "Request Entity Too Large.")
-                return
+                await response.refuse(413, "Request Entity Too Large.")
+                return environ
             try:
-                body = await read_body(receive, self.max_body_size)
+                body = await read_body(
+                    receive, self.max_body_size, timeout=self.body_timeout
+                )
             except BodyTooLarge:
-                await _simple(send, 413, "Request Entity Too Large.")
-                return
+                await response.refuse(413, "Request Entity Too Large.")
+                return environ
+            except BodyTimeout:
+                await response.refuse(408, "Request Timeout: the body stalled.")
+                return environ
             if body is None:  # the client left before sending its body
-                return
+                return environ
             environ["wsgi.input"] = body[0]
             environ["CONTENT_LENGTH"] = str(body[1])
         else:
             environ["wsgi.input"] = io.BytesIO()
         # Read already and rewound: WebOb need not copy it again to seek.
         environ["webob.is_body_seekable"] = True
-        response = _Response(send)
         task = asyncio.current_task()
-        state = _Watch(task, receive)
+        state = Watch(task, receive)
         # The watcher starts only if the request is still running after
         # WATCH_AFTER seconds: short requests (nearly all) never pay for a
         # task that waits on receive().
@@ -255,7 +241,7 @@ class ASGIBridge:
                 if not result:
                     await response.send_body(b"", False)
             elif result is not None:
-                await _stream_async(result, response)
+                await stream_async(result, response)
         except asyncio.CancelledError:
             if not state.disconnected or task is None:
                 raise
@@ -264,18 +250,10 @@ class ASGIBridge:
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:  # Python 3.11+
                 uncancel()
-            return
         finally:
             state.stop()
             environ["wsgi.input"].close()
-        if self.access_logger is not None:
-            self.access_logger(
-                environ,
-                response.status or "500 Internal Server Error",
-                response.headers,
-                response.sent,
-                time.monotonic() - started_at,
-            )
+        return environ
 
     def _has_body(self, scope: Scope, environ: dict[str, Any]) -> bool:
         length = environ.get("CONTENT_LENGTH")
@@ -294,16 +272,24 @@ class ASGIBridge:
             return
         ws = ASGIWebsocket(scope, receive, send)
         denial = "websocket.http.response" in scope.get("extensions", {})
-        response = _Response(send, "websocket.http.response", ws)
+        response = Response(send, "websocket.http.response", ws)
         response.discard = not denial
+        limit = self.max_concurrency
         try:
-            environ = build_environ(scope, io.BytesIO(), self.limits)
-        except LimitExceeded:
+            if limit is not None and self.active >= limit:
+                raise BadRequest("too many connections")
+            environ = build_environ(scope, io.BytesIO(), self.limits, self.header_map)
+        except BadRequest:
+            # Closing before accepting refuses the handshake (403).
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
             return
         environ["wsgi.multiprocess"] = self.multiprocess
         environ[WEBSOCKET_KEY] = ws
-        result = await run_in_child_greenlet(self._call_app, environ, response)
+        self.active += 1
+        try:
+            result = await run_in_child_greenlet(self._call_app, environ, response)
+        finally:
+            self.active -= 1
         if ws.accepted:
             await ws.close()
             return
@@ -315,7 +301,7 @@ class ASGIBridge:
         if type(result) is list:
             await response.send_body(b"".join(result), False)
         elif result is not None:
-            await _stream_async(result, response)
+            await stream_async(result, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -326,68 +312,20 @@ class ASGIBridge:
                 return
 
 
-class _Watch:
-    """Cancels a request's task when its client disconnects mid-request."""
-
-    __slots__ = ("disconnected", "done", "receive", "task", "timer", "watcher")
-
-    def __init__(self, task: asyncio.Task[Any] | None, receive: Receive) -> None:
-        self.task = task
-        self.receive = receive
-        self.done = False
-        self.disconnected = False
-        self.watcher: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-    def arm(self) -> None:
-        """Start watching, unless the request is already done."""
-        if not self.done and self.task is not None:
-            self.watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        # The body has been read already, so this is the only reader.
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
-        if not self.done and self.task is not None:
-            self.disconnected = True
-            self.task.cancel()
-
-    def stop(self) -> None:
-        """The request is over: stop watching."""
-        self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.watcher is not None:
-            self.watcher.cancel()
-
-
-async def _stream_async(app_iter: Any, response: _Response) -> None:
-    """Send an async iterable body from the loop (server-sent events and such)."""
+def _number(settings: dict[str, Any], name: str, kind: Any, default: Any) -> Any:
+    """Setting ``name`` as a number >= 0 (``default`` when absent; 0: off)."""
+    value = settings.get(name)
+    if value in (None, ""):
+        return default
     try:
-        async for chunk in app_iter:
-            if chunk:
-                await response.send_body(chunk, True)
-        await response.send_body(b"", False)
-    finally:
-        aclose = getattr(app_iter, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _simple(send: Send, status: int, text: str) -> None:
-    body = text.encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        number = kind(value)
+        if number < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{name} must be a number, 0 or more, not {value!r}: 0 turns the limit off."
+        ) from None
+    return number or None
 
 
 def make_asgi_app(
@@ -397,32 +335,52 @@ def make_asgi_app(
     limits: Limits | None = None,
     access_logger: AccessLogger | None = None,
     multiprocess: bool = True,
+    body_timeout: float | None = None,
+    header_map: str | None = None,
+    max_concurrency: int | None = None,
 ) -> ASGIBridge:
     """Return an ASGI application that serves ``wsgi_app``.
 
     ``max_body_size`` is the largest request body accepted, in bytes
-    (``None``: no limit); a larger one is answered ``413``.  ``limits``
-    bounds the request head (:class:`Limits`).  ``access_logger`` is called
-    after each response with what an access log line needs.
-    ``multiprocess`` is ``wsgi.multiprocess``: true unless the server is
-    known to run the application in one process only (add-ons such as
-    pyramid_debugtoolbar turn themselves off when it is true).  When
-    ``max_body_size`` is not given, the ``aiopyramid.max_body_size`` setting
-    of a Pyramid application is used.
+    (:data:`DEFAULT_MAX_BODY_SIZE` unless given; ``0``: no limit); a larger
+    one is answered ``413``.  ``body_timeout`` is how long, in seconds, a
+    body may stall before ``408`` (:data:`DEFAULT_BODY_TIMEOUT`; ``0``: for
+    ever).  ``limits`` bounds the request head (:class:`Limits`).
+    ``header_map`` says what becomes of header names with ``_``: ``"drop"``
+    (default), ``"refuse"`` (400) or ``"dangerous"`` (kept).
+    ``max_concurrency`` is the most requests served at once, more get ``503``.
+    ``access_logger`` is called after every response, errors, refusals and
+    abandoned requests included, with what an access log line needs
+    (:func:`log_access` writes one).  ``multiprocess`` is
+    ``wsgi.multiprocess``: true unless the server is known to run the
+    application in one process only (add-ons such as pyramid_debugtoolbar
+    turn themselves off when it is true).
+
+    Arguments not given come from a Pyramid application's settings:
+    ``aiopyramid.max_body_size``, ``aiopyramid.body_timeout``,
+    ``aiopyramid.header_map`` and ``aiopyramid.access_log`` (true:
+    :func:`log_access`).
     """
+    settings = getattr(getattr(wsgi_app, "registry", None), "settings", None) or {}
     if max_body_size is None:
-        settings = getattr(getattr(wsgi_app, "registry", None), "settings", None) or {}
-        max_body_size = positive_setting(
-            settings,
-            "aiopyramid.max_body_size",
-            int,
-            "Set it to the largest request body to accept, in bytes (e.g. "
-            "10485760 for 10 MiB), or leave it out for no limit.",
+        max_body_size = _number(
+            settings, "aiopyramid.max_body_size", int, DEFAULT_MAX_BODY_SIZE
         )
+    if body_timeout is None:
+        body_timeout = _number(
+            settings, "aiopyramid.body_timeout", float, DEFAULT_BODY_TIMEOUT
+        )
+    if header_map is None:
+        header_map = settings.get("aiopyramid.header_map") or "drop"
+    if access_logger is None and asbool(settings.get("aiopyramid.access_log")):
+        access_logger = log_access
     return ASGIBridge(
         wsgi_app,
-        max_body_size=max_body_size,
+        max_body_size=max_body_size or None,
         limits=limits,
         access_logger=access_logger,
         multiprocess=multiprocess,
+        body_timeout=body_timeout or None,
+        header_map=header_map,
+        max_concurrency=max_concurrency or None,
     )

@@ -1,24 +1,34 @@
 """Requests/s, p99 and server CPU per request: aiopyramid's worker and its peers.
 
 Run: ``python bench/serving.py`` (needs ``wrk`` from Debian, ``taskset``, and
-``pip install aiopyramid[gunicorn] starlette uwsgi``).  Every server runs one
-worker pinned to one core; ``wrk`` runs on the other.  Measured in one run:
+``pip install aiopyramid[gunicorn] starlette uwsgi``; ``uvicorn`` and
+``httptools`` for the bridge on uvicorn and the previous worker).  Every
+server runs one worker pinned to one core; ``wrk`` runs on the other.
+Measured in one run:
 
 1. hello world (50 connections): a coroutine and a plain view through
-   ``AsyncGunicornWorker``; gunicorn ``sync`` and ``gthread``; uWSGI (no
-   asyncio plugin); Starlette on uvicorn;
+   ``AsyncGunicornWorker`` (gunicorn's ASGI worker); the same through the
+   previous worker (uvicorn's HTTP layer inside gunicorn, taken from commit
+   ``--previous``, extracted with ``git archive``); the coroutine view
+   through the same bridge on uvicorn (``make_asgi_app``, httptools);
+   gunicorn ``sync`` and ``gthread``; uWSGI (no asyncio plugin); Starlette
+   on uvicorn;
 2. a 100 ms wait at 200 and 1,000 connections: a coroutine view awaiting
-   ``asyncio.sleep(0.1)`` through the worker, ``gthread`` with 150 threads
-   (``time.sleep``), Starlette awaiting the same sleep.
+   ``asyncio.sleep(0.1)`` through the worker (and the previous one),
+   ``gthread`` with 150 threads (``time.sleep``), Starlette awaiting the same
+   sleep.
 
 CPU µs/request comes from the server processes' own accounting
-(``/proc/<pid>/stat``), the figure noise disturbs least.  Loopback only;
-about two minutes.
+(``/proc/<pid>/stat``), the figure noise disturbs least; ``CPU x bridge``
+compares it with the bridge on uvicorn (issue 14's target for the worker's
+coroutine view: at most 1.15).  Loopback only; about three minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import os
 import re
 import resource
@@ -26,6 +36,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +49,10 @@ from bench._process import stop_group  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
+#: The last commit whose worker ran uvicorn's HTTP layer.
+PREVIOUS = "e8d2b7b"
+#: Where the previous commit's tree is extracted (set by main()).
+previous_root: Path | None = None
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -83,8 +99,22 @@ def commands(port: int) -> dict[str, list[str]]:
     """The command line of every server, by name."""
     bind = f"127.0.0.1:{port}"
     gunicorn = [str(BIN / "gunicorn"), "--no-control-socket", "-w", "1", "-b", bind]
+    uvicorn = [
+        str(BIN / "uvicorn"),
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     return {
         "aiopyramid": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
+        "previous": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
+        "bridge": [*uvicorn, "--factory", "bench.serving_apps:bridge_app"],
         "sync": [*gunicorn, "-k", "sync", "bench.serving_apps:wsgi"],
         "gthread": [
             *gunicorn,
@@ -106,19 +136,7 @@ def commands(port: int) -> dict[str, list[str]]:
             "--master",
             "--die-on-term",
         ],
-        "starlette": [
-            str(BIN / "uvicorn"),
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "bench.serving_apps:starlette",
-        ],
+        "starlette": [*uvicorn, "bench.serving_apps:starlette"],
     }
 
 
@@ -130,14 +148,19 @@ class Server:
         command = commands(self.port)[name]
         if shutil.which(command[0]) is None:
             raise FileNotFoundError(command[0])
+        # The previous worker runs from its own tree, ahead of the installed
+        # package on the path.
+        root = previous_root if name == "previous" else ROOT
+        if root is None:
+            raise FileNotFoundError(f"the tree of commit {PREVIOUS}")
         self.process = subprocess.Popen(
             ["taskset", "-c", str(core), *command],
-            cwd=ROOT,
+            cwd=root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=raise_fd_limit,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(root)},
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -192,6 +215,8 @@ def measure(
 ) -> Result | None:
     """Start ``name``, warm it up, load it, and return what wrk and /proc say."""
     try:
+        if name == "starlette" and importlib.util.find_spec("starlette") is None:
+            raise FileNotFoundError("starlette")
         server = Server(name, core=1)
     except FileNotFoundError as missing:
         print(f"  skipped {label}: {missing} is not installed", file=sys.stderr)
@@ -207,29 +232,70 @@ def measure(
     return Result(label, rps, p99, errors, cpu / max(requests, 1) * 1e6)
 
 
-def table(title: str, results: list[Result], reference: dict[str, str]) -> None:
-    """Print one table with ratios against the named peers."""
+def table(
+    title: str,
+    results: list[Result],
+    reference: dict[str, str],
+    cpu_reference: str | None = None,
+) -> None:
+    """Print one table with req/s ratios against the named peers.
+
+    With ``cpu_reference``, a last column gives CPU per request as a
+    multiple of that server's.
+    """
     by_name = {r.name: r for r in results}
     refs = {k: by_name[v] for k, v in reference.items() if v in by_name}
-    head = f"{'server':34} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
-    print(f"\n{title}\n{head}" + "".join(f" {'x ' + k:>12}" for k in refs))
+    cpu_ref = by_name.get(cpu_reference or "")
+    head = f"{'server':38} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
+    head += "".join(f" {'x ' + k:>12}" for k in refs)
+    if cpu_ref is not None:
+        head += f" {'CPU x bridge':>13}"
+    print(f"\n{title}\n{head}")
     for r in results:
         ratios = "".join(f" {r.rps / ref.rps:>12.2f}" for ref in refs.values())
+        if cpu_ref is not None:
+            ratios += f" {r.cpu_us / cpu_ref.cpu_us:>13.2f}"
         figures = f"{r.rps:>9.0f} {r.p99_ms:>8.1f} {r.errors:>7} {r.cpu_us:>11.0f}"
-        print(f"{r.name:34} {figures}{ratios}")
+        print(f"{r.name:38} {figures}{ratios}")
+
+
+def extract(commit: str) -> Path | None:
+    """The tree of ``commit`` in a temporary directory (None without git)."""
+    target = Path(tempfile.mkdtemp(prefix="aiopyramid-previous-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode:
+        print(f"  no previous worker: {archive.stderr.decode()}", file=sys.stderr)
+        return None
+    # The "data" filter (refusing links out of the tree) where Python has it.
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, **safe)  # type: ignore[arg-type]
+    return target
 
 
 def main() -> None:
     """Run both parts and print their tables."""
+    global previous_root
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    parser.add_argument(
+        "--previous", default=PREVIOUS, help="commit of the previous worker"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
+    previous_root = extract(args.previous)
     s = args.seconds
     hello = [
         measure("aiopyramid", "aiopyramid worker, coroutine view", "/coroutine", 50, s),
         measure("aiopyramid", "aiopyramid worker, plain view", "/plain", 50, s),
+        measure("previous", "previous worker, coroutine view", "/coroutine", 50, s),
+        measure("previous", "previous worker, plain view", "/plain", 50, s),
+        measure("bridge", "bridge on uvicorn, coroutine view", "/coroutine", 50, s),
         measure("sync", "gunicorn sync", "/plain", 50, s),
         measure("gthread", "gunicorn gthread", "/plain", 50, s),
         measure("uwsgi", "uWSGI", "/plain", 50, s),
@@ -239,12 +305,20 @@ def main() -> None:
         "1. hello world, 50 connections",
         [r for r in hello if r],
         {"gthread": "gunicorn gthread", "starlette": "Starlette on uvicorn"},
+        cpu_reference="bridge on uvicorn, coroutine view",
     )
     for connections in (200, 1000):
         waits = [
             measure(
                 "aiopyramid",
                 "aiopyramid worker, coroutine",
+                "/wait_coroutine",
+                connections,
+                s,
+            ),
+            measure(
+                "previous",
+                "previous worker, coroutine",
                 "/wait_coroutine",
                 connections,
                 s,
@@ -269,6 +343,8 @@ def main() -> None:
                 "starlette": "Starlette on uvicorn",
             },
         )
+    if previous_root is not None:
+        shutil.rmtree(previous_root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,13 @@ wsgi = make_app(aiopyramid=False)
 app = make_app(aiopyramid=True)
 
 
+def bridge_app():
+    """The same application through aiopyramid's ASGI bridge, for uvicorn."""
+    from aiopyramid.asgi import make_asgi_app
+
+    return make_asgi_app(app)
+
+
 def starlette_app():
     """The same two endpoints in Starlette (None if it is not installed)."""
     try:

@@ -153,7 +153,9 @@ def servers(deflate: bool, uvloop: bool) -> list[Server]:
         "aiopyramid worker",
         [
             *(sys.executable, "-m", "gunicorn", "--no-control-socket"),
-            *("-k", WORKER, "-w", "1", "-b", "127.0.0.1:{port}", factory),
+            *("-k", WORKER, "-w", "1", "-b", "127.0.0.1:{port}"),
+            # Idle websockets count against worker_connections (default 1000).
+            *("--worker-connections", "20000", factory),
         ],
     )
     bare = [sys.executable, "-m", "bench.websocket_apps", "--port", "{port}"]

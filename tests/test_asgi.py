@@ -199,19 +199,39 @@ def test_unknown_scope_is_refused():
         asyncio.run(bridge({"type": "telepathy"}, None, None))
 
 
-def test_max_body_size_setting_is_checked():
-    """aiopyramid.max_body_size comes from the Pyramid settings and must be positive."""
+def test_body_settings_are_read_and_checked():
+    """aiopyramid.max_body_size and .body_timeout: defaults, 0 turns off, -3 refused."""
 
     class App:
         class registry:
-            settings = {"aiopyramid.max_body_size": "1024"}
+            settings: dict = {}
 
         def __call__(self, environ, start_response):
             return []
 
-    assert asgi.make_asgi_app(App()).max_body_size == 1024
-    App.registry.settings["aiopyramid.max_body_size"] = "-3"
-    with pytest.raises(ConfigurationError, match=r"positive number.*in bytes"):
+    bridge = asgi.make_asgi_app(App())
+    assert bridge.max_body_size == asgi.DEFAULT_MAX_BODY_SIZE == 32 * 2**20
+    assert bridge.body_timeout == asgi.DEFAULT_BODY_TIMEOUT
+    assert bridge.header_map == "drop"
+    App.registry.settings = {
+        "aiopyramid.max_body_size": "1024",
+        "aiopyramid.body_timeout": "2.5",
+        "aiopyramid.header_map": "refuse",
+    }
+    bridge = asgi.make_asgi_app(App())
+    assert (bridge.max_body_size, bridge.body_timeout) == (1024, 2.5)
+    assert bridge.header_map == "refuse"
+    App.registry.settings = {
+        "aiopyramid.max_body_size": "0",
+        "aiopyramid.body_timeout": "0",
+    }
+    bridge = asgi.make_asgi_app(App())
+    assert (bridge.max_body_size, bridge.body_timeout) == (None, None)
+    App.registry.settings = {"aiopyramid.max_body_size": "-3"}
+    with pytest.raises(ConfigurationError, match=r"max_body_size must be.*0 or more"):
+        asgi.make_asgi_app(App())
+    App.registry.settings = {"aiopyramid.header_map": "sometimes"}
+    with pytest.raises(ValueError, match="drop, refuse, dangerous, not 'sometimes'"):
         asgi.make_asgi_app(App())
 
 

@@ -183,6 +183,11 @@ def pep3333_app(environ, start_response):
     return iter([json.dumps(body).encode()])  # an iterator, so close() matters
 
 
+def two_hosts(header_list) -> bool:
+    """Whether a request has two Host headers (RFC 9112: answered 400)."""
+    return sum(name == b"host" for name, _ in header_list) > 1
+
+
 @pytest.fixture(scope="module")
 def fuzz_loop():
     """One real loop for every generated example."""
@@ -204,6 +209,12 @@ def test_bridge_fuzzed_requests_keep_pep_3333(fuzz_loop):
         sent, error = fuzz_loop.run_until_complete(call(app, scope, body, pieces))
         assert error is None, repr(error)
         status, answer = check_answer(sent)
+        if two_hosts(header_list):
+            assert (status, answer) == (
+                400,
+                b"Bad Request: Request has more than one Host header.",
+            )
+            return
         assert status == 200
         seen = json.loads(answer)
         assert seen["problems"] == []
@@ -245,6 +256,9 @@ def test_bridge_fuzzed_requests_through_pyramid(fuzz_loop):
                     text.decode("utf-8")
             return
         status, answer = check_answer(sent, method)
+        if two_hosts(header_list):
+            assert status == 400, answer
+            return
         assert status in (200, 404), answer
         if status == 200 and method != "HEAD":
             assert json.loads(answer)["body"] == len(body)
@@ -257,14 +271,14 @@ def test_bridge_fuzzed_requests_through_pyramid(fuzz_loop):
 
 @pytest.fixture(scope="module")
 def server():
-    """The faults app (64 KiB websocket frames, 1 MiB bodies), head timeout 2 s."""
+    """The faults app (64 KiB websocket messages, 1 MiB bodies)."""
     for name in ("gunicorn", "uvicorn", "httpx", "websockets"):
         require_module(name)
     port = free_port()
     command = gunicorn_command(
         "--bind", f"127.0.0.1:{port}", "tests.apps.faults:main()"
     )
-    with running(command, port, env={"AIOPYRAMID_TEST_HEAD_TIMEOUT": "2"}) as process:
+    with running(command, port) as process:
         yield process
 
 
@@ -293,20 +307,20 @@ def hello(port: int) -> bytes:
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"GET /hello?" + b"q" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"GET /hello?" + b"q" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
         (
             b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 10_000 + b"\r\n\r\n",
-            b"400",
+            b"431",
         ),
         (
             b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"v" * 2**20 + b"\r\n\r\n",
-            b"400",
+            b"431",
         ),
         (
             b"GET /hello HTTP/1.1\r\nHost: x\r\n"
             + b"".join(b"X-%d: v\r\n" % i for i in range(200))
             + b"\r\n",
-            b"400",
+            b"431",
         ),
         (
             b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n",
@@ -316,7 +330,7 @@ def hello(port: int) -> bytes:
     ids=["request-line", "header-field", "megabyte-header", "too-many-headers", "body"],
 )
 def test_oversized_input_is_refused_and_serving_goes_on(server, request_bytes, status):
-    """Oversized lines and headers get 400 (as gunicorn), bodies 413; all serve on."""
+    """Oversized lines get 414, headers 431 (gunicorn's parser), bodies 413."""
     answer = exchange(server.port, request_bytes)
     assert answer.split(b" ", 2)[1] == status, answer[:200]
     assert hello(server.port).endswith(b"Hello coroutine")
@@ -371,32 +385,31 @@ def test_malformed_and_oversized_frames_close_only_their_connection(server):
 
 
 @pytest.mark.server
-def test_slowloris_is_dropped_and_blocks_nobody(server):
-    """A head trickled a byte a second is dropped in time; others are served."""
-    dropped: list[float] = []
+def test_slowloris_blocks_nobody(server):
+    """A head trickled a byte every 0.1 s holds one connection and blocks nobody.
+
+    gunicorn 27's ASGI worker sets no deadline on a connection's first
+    request head (docs/security.rst): the connection is held, cheaply.
+    """
+    stop = threading.Event()
 
     def trickle() -> None:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            started = time.monotonic()
-            sock.settimeout(1)
-            for byte in b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n":
-                try:
-                    sock.sendall(bytes([byte]))
-                    if sock.recv(1) == b"":
-                        break
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-            dropped.append(time.monotonic() - started)
+            for byte in b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 1000:
+                if stop.wait(0.1):
+                    return
+                sock.sendall(bytes([byte]))
 
     slow = threading.Thread(target=trickle)
     slow.start()
     served = 0
-    while slow.is_alive() and served < 100:
-        assert hello(server.port).endswith(b"Hello coroutine")
-        served += 1
-        time.sleep(0.02)
-    slow.join(30 * UNIT)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 3 * UNIT:
+            assert hello(server.port).endswith(b"Hello coroutine")
+            served += 1
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        slow.join(10 * UNIT)
     assert served >= 20
-    assert dropped and 1.5 < dropped[0] < 6 * UNIT, dropped

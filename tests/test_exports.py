@@ -43,7 +43,7 @@ PUBLIC = {
     "aiopyramid.websocket.config": ["WebsocketMapper", "UWSGIWebsocketMapper"],
     "aiopyramid.websocket.config.gunicorn": ["WebsocketMapper", "ASGIWebsocket"],
     "aiopyramid.websocket.config.uwsgi": ["UWSGIWebsocket", "UWSGIWebsocketMapper"],
-    "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge", "AccessLogger", "Limits"],
+    "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge", "log_access"],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main", "Scaffold", "find_scaffolds"],
     "aiopyramid.broadcast": [

@@ -230,7 +230,7 @@ def main(global_config, **settings):
 
 
 #: The WSGI application, for ``gunicorn tests.apps.serving:app``.
-app = main({})
+app = main({}, **{"aiopyramid.max_body_size": str(60 * 2**20)})
 #: The ASGI application, for ``uvicorn tests.apps.serving:asgi``.
 asgi = make_asgi_app(
     app, max_body_size=int(os.environ.get("AIOPYRAMID_TEST_MAX_BODY", 60 * 2**20))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
-from pyramid.httpexceptions import HTTPBadRequest
+from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
 from pyramid.interfaces import IViewMapper, IViewMapperFactory
+from pyramid.settings import aslist
 from zope.interface import implementer, provider
 
 from ..._bridge import allow_yield_from
@@ -22,6 +24,10 @@ class WebsocketMapperBase:
 
     #: Subprotocols the view speaks, in order of preference.
     subprotocols: ClassVar[Sequence[str]] = ()
+    #: Origins (``scheme://host[:port]``, ``"null"``, or ``"*"`` for any) whose
+    #: pages may open this view's websockets besides the request's own host;
+    #: ``None``: the ``aiopyramid.websocket.allowed_origins`` setting.
+    allowed_origins: ClassVar[Sequence[str] | None] = None
 
     def __init__(self, **kw: Any) -> None:
         self.attr: str | None = kw.get("attr")
@@ -32,7 +38,8 @@ class WebsocketMapperBase:
         namespace: dict[str, Any] = {}
         for name, value in values.items():
             if value is not None:
-                namespace[name] = tuple(value) if name == "subprotocols" else value
+                sequence = name in ("subprotocols", "allowed_origins")
+                namespace[name] = tuple(value) if sequence else value
         return type(cls.__name__, (cls,), namespace)
 
     def choose_subprotocol(self, offered: Sequence[str]) -> str | None:
@@ -41,6 +48,31 @@ class WebsocketMapperBase:
             if name in offered:
                 return name
         return None
+
+    def refuse_origin(self, request: Any) -> HTTPForbidden | None:
+        """``403`` for a browser handshake from a page of another site, else None.
+
+        Browsers send cookies with a websocket handshake whatever page opens
+        it, and websockets have no same-origin policy: without this check
+        any site a user visits could talk to this view as that user
+        (cross-site websocket hijacking, RFC 6455 section 10.2).  Browsers
+        always send ``Origin``; a handshake without one comes from a
+        program, which has no victim's cookies to borrow, and is let in.
+        """
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        allowed = self.allowed_origins
+        if allowed is None:
+            settings = request.registry.settings or {}
+            allowed = aslist(settings.get("aiopyramid.websocket.allowed_origins", ""))
+        if "*" in allowed or origin in allowed or _same_host(origin, request.host):
+            return None
+        return HTTPForbidden(
+            f"Websocket connections from pages of {origin} are not allowed. List "
+            "that origin in aiopyramid.websocket.allowed_origins (or the "
+            "mapper's allowed_origins option) to allow them."
+        )
 
     def view_target(self, view: Any) -> Callable[[Any, Any], Any]:
         """``(context, request) -> callable(ws)`` for a function or class view."""
@@ -57,6 +89,27 @@ class WebsocketMapperBase:
         target = getattr(view, attr) if attr else view
         allow_yield_from(target)
         return lambda context, request: target
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _same_host(origin: str, host: str) -> bool:
+    """Whether ``origin`` (``scheme://host[:port]``) is the ``Host`` header's host."""
+    try:
+        parts = urlsplit(origin)
+        origin_port = parts.port
+    except ValueError:
+        return False
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    if default is None or not parts.hostname:
+        return False  # "null", or not a web page's origin
+    host = host.lower()
+    if host.endswith("]") or ":" not in host:  # no port ("[::1]" has colons)
+        name, port = host, default
+    else:
+        name, _, port = host.rpartition(":")
+    return name.strip("[]") == parts.hostname and port == str(origin_port or default)
 
 
 def not_a_websocket() -> HTTPBadRequest:

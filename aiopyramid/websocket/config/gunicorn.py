@@ -10,12 +10,13 @@ refuses (raises ``HTTPForbidden``, fails a permission) never gets here: the
 handshake is refused with that response's status.
 
 The protocol itself (framing, ping/pong, size limits, compression) is the
-server's: uvicorn in the gunicorn worker, built on the ``websockets``
-library; its settings are described in :mod:`aiopyramid.gunicorn.worker`.
+server's: gunicorn's own implementation in the gunicorn worker, ``websockets``
+under uvicorn; :doc:`/websockets` compares them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -30,11 +31,18 @@ __all__ = ["ASGIWebsocket", "WebsocketMapper"]
 
 
 async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None:
-    """Run the view's coroutine (or plain call) for one connection, on the loop."""
+    """Run the view's coroutine (or plain call) for one connection, on the loop.
+
+    A view that returns closes with ``1000``; one that raises with ``1011``
+    (RFC 6455: the server met an unexpected condition), and the error is
+    raised on to be logged.
+    """
+    code = 1011
     try:
         result = run(ws)
         if inspect.isawaitable(result):
             await result
+        code = 1000
     except WebsocketClosed as closed:  # sent to a closed connection: done
         cause = closed.__cause__
         if cause is not None and not isinstance(cause, OSError):
@@ -42,8 +50,12 @@ async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None
             # which would end the request's greenlet as if it had returned,
             # and the bug would go unreported.
             raise cause
+        code = 1000
+    except asyncio.CancelledError:
+        code = 1001  # going away: the server is stopping or the client left
+        raise
     finally:
-        await ws.close()
+        await ws.close(code)
 
 
 class WebsocketMapper(WebsocketMapperBase):
@@ -57,7 +69,10 @@ class WebsocketMapper(WebsocketMapperBase):
 
     * :attr:`use_bytes`: hand every message to the view as ``bytes``;
     * :attr:`subprotocols`: the subprotocols the view speaks, best first;
-      the first one the client also offers is chosen (``ws.subprotocol``).
+      the first one the client also offers is chosen (``ws.subprotocol``);
+    * :attr:`allowed_origins`: origins whose pages may connect besides the
+      request's own host (default: the ``aiopyramid.websocket.allowed_origins``
+      setting); other browser handshakes get ``403``.
 
     A plain ``GET`` without upgrade headers gets ``400 Bad Request``.
     """
@@ -67,10 +82,18 @@ class WebsocketMapper(WebsocketMapperBase):
 
     @classmethod
     def options(
-        cls, *, use_bytes: bool | None = None, subprotocols: Sequence[str] | None = None
+        cls,
+        *,
+        use_bytes: bool | None = None,
+        subprotocols: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> type[WebsocketMapper]:
         """Return a subclass with these options, for ``view_config(mapper=...)``."""
-        return cls.with_options(use_bytes=use_bytes, subprotocols=subprotocols)
+        return cls.with_options(
+            use_bytes=use_bytes,
+            subprotocols=subprotocols,
+            allowed_origins=allowed_origins,
+        )
 
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable."""
@@ -80,6 +103,9 @@ class WebsocketMapper(WebsocketMapperBase):
             ws = request.environ.get(WEBSOCKET_KEY)
             if not isinstance(ws, ASGIWebsocket):
                 return not_a_websocket()
+            refusal = self.refuse_origin(request)
+            if refusal is not None:
+                return refusal
             run = target(context, request)
             ws.use_bytes = self.use_bytes
             # Both waits run on the loop while this request's greenlet sleeps:

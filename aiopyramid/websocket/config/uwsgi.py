@@ -101,10 +101,18 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
 
     @classmethod
     def options(
-        cls, *, use_str: bool | None = None, subprotocols: Sequence[str] | None = None
+        cls,
+        *,
+        use_str: bool | None = None,
+        subprotocols: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> type[UWSGIWebsocketMapper]:
         """Return a subclass with these options, for ``view_config(mapper=...)``."""
-        return cls.with_options(use_str=use_str, subprotocols=subprotocols)
+        return cls.with_options(
+            use_str=use_str,
+            subprotocols=subprotocols,
+            allowed_origins=allowed_origins,
+        )
 
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable."""
@@ -114,6 +122,9 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
         def uwsgi_websocket_view(context: Any, request: Any) -> Any:
             if "HTTP_SEC_WEBSOCKET_KEY" not in request.environ:
                 return not_a_websocket()
+            refusal = self.refuse_origin(request)
+            if refusal is not None:
+                return refusal
             run = target(context, request)
             uwsgi = _import_uwsgi()
             if "https-socket" in uwsgi.opt:
