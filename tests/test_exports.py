@@ -43,7 +43,15 @@ PUBLIC = {
     "aiopyramid.websocket.config": ["WebsocketMapper", "UWSGIWebsocketMapper"],
     "aiopyramid.websocket.config.gunicorn": ["WebsocketMapper", "ASGIWebsocket"],
     "aiopyramid.websocket.config.uwsgi": ["UWSGIWebsocket", "UWSGIWebsocketMapper"],
-    "aiopyramid.asgi": ["make_asgi_app", "ASGIBridge", "log_access"],
+    "aiopyramid.asgi": [
+        "make_asgi_app",
+        "ASGIBridge",
+        "AccessLogger",
+        "Limits",
+        "log_access",
+        "DEFAULT_BODY_TIMEOUT",
+        "DEFAULT_MAX_BODY_SIZE",
+    ],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main", "Scaffold", "find_scaffolds"],
     "aiopyramid.broadcast": [
