@@ -48,8 +48,8 @@ def check_included(wsgi_app: Any) -> bool:
     a coroutine object, which fails at the first request with an error that
     does not mention aiopyramid.
     """
-    registry = getattr(wsgi_app, "registry", None)
-    if registry is None or registry.queryUtility(IIncluded) is not None:
+    query = getattr(getattr(wsgi_app, "registry", None), "queryUtility", None)
+    if query is None or query(IIncluded) is not None:
         return True
     log.warning(
         "the application served here never ran config.include('aiopyramid'): "

@@ -33,6 +33,8 @@ from ._access_log import log_access, log_environ
 from ._asgi_response import Response, Watch, stream_async
 from ._bridge import run_in_child_greenlet, wait_for
 from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
+from ._failures import report_failure
+from ._startup import check_included
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 from .websocket._asgi import ASGIWebsocket
 
@@ -102,6 +104,7 @@ class ASGIBridge:
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         header_map: str = "drop",
         max_concurrency: int | None = None,
+        websocket_logger: AccessLogger | None = None,
     ) -> None:
         if header_map not in HEADER_MAPS:
             raise ValueError(
@@ -112,6 +115,9 @@ class ASGIBridge:
         self.max_body_size = max_body_size
         self.limits = limits
         self.access_logger = access_logger
+        #: Called when a websocket is accepted (status ``101``) and when it
+        #: ends (its close code as the status, the connection's duration).
+        self.websocket_logger = websocket_logger
         #: ``wsgi.multiprocess``: whether other processes serve the same app.
         self.multiprocess = multiprocess
         self.body_timeout = body_timeout
@@ -242,6 +248,11 @@ class ASGIBridge:
                     await response.send_body(b"", False)
             elif result is not None:
                 await stream_async(result, response)
+        except Exception as error:
+            report_failure(environ, error)
+            if response.started:  # too late for a 500: the server cuts it off
+                raise
+            await response.refuse(500, "Internal Server Error.")
         except asyncio.CancelledError:
             if not state.disconnected or task is None:
                 raise
@@ -285,6 +296,12 @@ class ASGIBridge:
             return
         environ["wsgi.multiprocess"] = self.multiprocess
         environ[WEBSOCKET_KEY] = ws
+        logger = self.websocket_logger
+        started_at = time.monotonic()
+        if logger is not None:
+            ws.on_accept = lambda: logger(
+                environ, "101", [], 0, time.monotonic() - started_at
+            )
         self.active += 1
         try:
             result = await run_in_child_greenlet(self._call_app, environ, response)
@@ -292,7 +309,12 @@ class ASGIBridge:
             self.active -= 1
         if ws.accepted:
             await ws.close()
+            if logger is not None:
+                code = str(ws.close_code)
+                logger(environ, code, [], 0, time.monotonic() - started_at)
             return
+        if logger is not None:
+            logger(environ, response.status or "403", [], 0, 0.0)
         if not denial:
             # The server cannot send our refusal: close before accepting,
             # which every ASGI server answers with 403.
@@ -338,6 +360,7 @@ def make_asgi_app(
     body_timeout: float | None = None,
     header_map: str | None = None,
     max_concurrency: int | None = None,
+    websocket_logger: AccessLogger | None = None,
 ) -> ASGIBridge:
     """Return an ASGI application that serves ``wsgi_app``.
 
@@ -351,7 +374,10 @@ def make_asgi_app(
     ``max_concurrency`` is the most requests served at once, more get ``503``.
     ``access_logger`` is called after every response, errors, refusals and
     abandoned requests included, with what an access log line needs
-    (:func:`log_access` writes one).  ``multiprocess`` is
+    (:func:`log_access` writes one); ``websocket_logger`` (the access logger
+    unless given) gets two such calls for each websocket: ``101`` when it is
+    accepted, and its close code with the connection's duration when it
+    ends.  ``multiprocess`` is
     ``wsgi.multiprocess``: true unless the server is known to run the
     application in one process only (add-ons such as pyramid_debugtoolbar
     turn themselves off when it is true).
@@ -374,6 +400,7 @@ def make_asgi_app(
         header_map = settings.get("aiopyramid.header_map") or "drop"
     if access_logger is None and asbool(settings.get("aiopyramid.access_log")):
         access_logger = log_access
+    check_included(wsgi_app)
     return ASGIBridge(
         wsgi_app,
         max_body_size=max_body_size or None,
@@ -383,4 +410,5 @@ def make_asgi_app(
         body_timeout=body_timeout or None,
         header_map=header_map,
         max_concurrency=max_concurrency or None,
+        websocket_logger=websocket_logger or access_logger,
     )

@@ -40,6 +40,7 @@ from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
 from ._bridge import allow_yield_from, home_loop, running_loop, wait_for
+from ._failures import VIEW_KEY
 from ._settings import positive_setting
 from ._startup import report_pool
 from .helpers import is_generator
@@ -182,12 +183,14 @@ class AsyncioMapperBase(DefaultViewMapper):
         if limit is None:
 
             def coroutine_view(context: Any, request: Any) -> Any:
+                request.environ[VIEW_KEY] = label
                 _read_body(request)
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
         def timed_coroutine_view(context: Any, request: Any) -> Any:
+            request.environ[VIEW_KEY] = label
             _read_body(request)
             started = time.perf_counter()
             result = mapped(context, request)
@@ -211,6 +214,7 @@ class AsyncioMapperBase(DefaultViewMapper):
         label = f"view {_describe(view)}"  # for error messages
 
         def executor_view(context: Any, request: Any) -> Any:
+            request.environ[VIEW_KEY] = label
             loop = running_loop()
             if loop is None:
                 return _await_result(mapped(context, request), label)

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 try:
@@ -49,6 +50,17 @@ from pyramid.settings import asbool
 from ..asgi import ASGIBridge, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
+
+
+class _Logged:
+    """What gunicorn's ``Logger.access`` reads of a response."""
+
+    __slots__ = ("headers", "sent", "status")
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int) -> None:
+        self.status = status
+        self.headers = headers
+        self.sent = sent
 
 
 #: Settings of the previous (uvicorn-based) worker that gunicorn 27 has no
@@ -139,6 +151,26 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             # gunicorn 27's ASGI worker accepts connections past
             # worker_connections: the bridge answers 503 past it instead.
             max_concurrency=self.cfg.worker_connections,
+            # gunicorn's access log has no line for a websocket: the bridge
+            # writes them there, in the configured access_log_format.
+            websocket_logger=self.log_websocket,
+        )
+
+    def log_websocket(
+        self,
+        environ: dict[str, Any],
+        status: str,
+        headers: list[tuple[str, str]],
+        sent: int,
+        seconds: float,
+    ) -> None:
+        """Write a websocket's line in gunicorn's access log (if it is on).
+
+        ``status`` is ``101`` when the connection is accepted, then its close
+        code when it ends, with the connection's duration.
+        """
+        self.log.access(
+            _Logged(status, headers, sent), [], environ, timedelta(seconds=seconds)
         )
 
     def setting(self, name: str, default: Any = None) -> Any:

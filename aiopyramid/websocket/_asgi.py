@@ -44,6 +44,8 @@ class ASGIWebsocket:
         self.subprotocol: str | None = None
         #: Deliver text frames as UTF-8 ``bytes`` too.
         self.use_bytes = False
+        #: Called once the handshake is accepted (the bridge's access log).
+        self.on_accept: Callable[[], None] | None = None
 
     @property
     def subprotocols(self) -> list[str]:
@@ -63,6 +65,8 @@ class ASGIWebsocket:
         self.accepted = True
         self.subprotocol = subprotocol
         await self._send(message)
+        if self.on_accept is not None:
+            self.on_accept()
 
     async def recv(self) -> str | bytes | None:
         """Wait for the next message; ``None`` once the connection has closed.

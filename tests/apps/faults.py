@@ -21,7 +21,8 @@ from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 from zope.interface import Interface
 
-from aiopyramid._bridge import _SpawnedGreenlet, idle_greenlets, synchronize
+from aiopyramid._bridge import _SpawnedGreenlet, idle_greenlets
+from aiopyramid.helpers import synchronize
 from aiopyramid.traversal import AsyncioTraverser
 from aiopyramid.websocket.config import WebsocketMapper
 
