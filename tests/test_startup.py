@@ -70,3 +70,28 @@ def test_coroutine_view_under_a_plain_wsgi_server_names_the_servers():
     assert "aiopyramid.gunicorn.worker.AsyncGunicornWorker" in message
     assert "make_asgi_app" in message
     assert "uWSGI's asyncio plugin" in message
+
+
+@pytest.mark.server
+def test_worker_refuses_a_bad_websocket_size_with_the_fix(tmp_path):
+    """A worker setting that is not a number stops the worker, naming the fix."""
+    from .servers import ServerProcess, free_port, gunicorn_command, wait_until
+
+    (tmp_path / "bad_setting_app.py").write_text(
+        "from pyramid.config import Configurator\n"
+        "with Configurator(settings={'aiopyramid.websocket.max_size': 'lots'}) as c:\n"
+        "    c.include('aiopyramid')\n"
+        "app = c.make_wsgi_app()\n"
+    )
+    port = free_port()
+    command = gunicorn_command(
+        "--chdir", str(tmp_path), "--bind", f"127.0.0.1:{port}", "bad_setting_app:app"
+    )
+    server = ServerProcess(command, port)
+    try:
+        wait_until(lambda: server.process.poll() is not None, 30)
+        log = server.log()
+    finally:
+        server.stop()
+    assert "aiopyramid.websocket.max_size must be a positive number, not 'lots'" in log
+    assert "largest websocket message" in log

@@ -47,6 +47,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from pyramid.settings import asbool
 
+from .._settings import positive_setting
 from ..asgi import ASGIBridge, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
@@ -132,11 +133,17 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             # (``--env SCRIPT_NAME=/app``); its ASGI worker reads only
             # root_path, which is the same thing for us.
             self.cfg.set("root_path", script_name)
-        max_size = self.setting("aiopyramid.websocket.max_size")
+        max_size = positive_setting(
+            self.app_settings(),
+            "aiopyramid.websocket.max_size",
+            int,
+            "Set it to the largest websocket message to accept, in bytes (e.g. "
+            "1048576), or leave it out for gunicorn's websocket_max_message_size.",
+        )
         option = self.cfg.settings["websocket_max_message_size"]
         # The command line (or gunicorn's config file) wins over the app.
-        if max_size not in (None, "") and option.get() == option.default:
-            self.cfg.set("websocket_max_message_size", int(max_size))
+        if max_size is not None and option.get() == option.default:
+            self.cfg.set("websocket_max_message_size", max_size)
         self.asgi = make_asgi_app(
             wsgi,
             # gunicorn's parser enforces limit_request_* itself, and its
@@ -173,11 +180,14 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             _Logged(status, headers, sent), [], environ, timedelta(seconds=seconds)
         )
 
+    def app_settings(self) -> dict[str, Any]:
+        """The Pyramid application's settings (empty for other WSGI apps)."""
+        registry = getattr(getattr(self, "wsgi", None), "registry", None)
+        return getattr(registry, "settings", None) or {}
+
     def setting(self, name: str, default: Any = None) -> Any:
         """Return the Pyramid application's setting ``name`` (or ``default``)."""
-        registry = getattr(getattr(self, "wsgi", None), "registry", None)
-        settings = getattr(registry, "settings", None) or {}
-        return settings.get(name, default)
+        return self.app_settings().get(name, default)
 
     def _choose_loop(self) -> None:
         """Replace gunicorn's loop by asyncio's when uvloop is not wanted.
