@@ -567,3 +567,13 @@ def test_launch_websocket_view_maps_as_the_mapper_does():
 
     sent = websocket_conversation(make_asgi_app(make_app(setup)), "/echo", ["old"])
     assert texts(sent) == ["old"]
+
+
+def test_authn_policy_factory_takes_the_originals_keyword(run):
+    """authn_policy_factory(Policy, coroutine=callback), as the original named it."""
+    policy = authn_policy_factory(GroupPolicy, coroutine=groups)
+
+    async def on_loop():
+        return await policy.effective_principals(testing.DummyRequest())
+
+    assert run(on_loop()) == PRINCIPALS
