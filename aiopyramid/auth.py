@@ -97,8 +97,9 @@ def authn_policy_factory(
     """Build ``auth_class(*args, callback=..., **kwargs)`` with a coroutine callback.
 
     ``coroutine(userid, request)`` (named as in the original) may be an
-    ``async def`` function (or a legacy generator function); the policy gets a synchronized version
-    and the result is wrapped in :class:`CoroutineAuthenticationPolicyProxy`::
+    ``async def`` function (or a legacy generator function); the policy gets
+    a synchronized version and the result is wrapped in
+    :class:`CoroutineAuthenticationPolicyProxy`::
 
         policy = authn_policy_factory(AuthTktAuthenticationPolicy, groupfinder,
                                       'secret', hashalg='sha512')
