@@ -9,7 +9,6 @@ coroutine view and from a plain view through ``synchronize``; with the
 
 from __future__ import annotations
 
-import os
 import textwrap
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import RedisServer
-from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
+from tests.uwsgi_apps.server import UWSGIServer, uwsgi_for_tests
 
 pytestmark = pytest.mark.server
 
@@ -61,29 +60,20 @@ application = config.make_wsgi_app()
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def server(request, tmp_path_factory: pytest.TempPathFactory):
     """uWSGI serving the application above, on each backend."""
-    reason = missing_uwsgi()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
     redis = RedisServer() if request.param == "redis" else None
     url = redis.url if redis else "memory://"
     where = tmp_path_factory.mktemp("uwsgi_broadcast")
     source = f"BROADCAST_URL = {url!r}\n" + textwrap.dedent(APP)
     (where / "broadcast_uwsgi_app.py").write_text(source)
-    logs = REPO / "test-artifacts"
-    logs.mkdir(exist_ok=True)
-    uwsgi = UWSGIServer(
-        "broadcast_uwsgi_app:application",
-        logs / "uwsgi-broadcast.log",
-        uwsgi_venv(),
-        extra_ini=f"pythonpath = {where}\n",
-    )
-    uwsgi.start()
     try:
-        yield uwsgi
+        with uwsgi_for_tests(
+            request,
+            "broadcast_uwsgi_app:application",
+            f"uwsgi-broadcast-{request.param}.log",
+            extra_ini=f"pythonpath = {where}\n",
+        ) as uwsgi:
+            yield uwsgi
     finally:
-        uwsgi.stop()
         if redis is not None:
             redis.stop()
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
+from tests.uwsgi_apps.server import REPO, UWSGIServer, uwsgi_for_tests
 
 from .servers import import_required
 
@@ -51,27 +51,14 @@ def run(coroutine: Awaitable[T]) -> T:
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
     """The uWSGI server for this module; its log is shown if a test failed."""
-    reason = missing_uwsgi()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-    logs = REPO / "test-artifacts"
-    logs.mkdir(exist_ok=True)
-    uwsgi = UWSGIServer(
+    with uwsgi_for_tests(
+        request,
         "tests.uwsgi_apps.app:application",
-        logs / "uwsgi.log",
-        uwsgi_venv(),
+        "uwsgi.log",
         # No keepalive pings here (test_uwsgi_websocket_frames has them).
         extra_ini="websockets-ping-freq = 0\n",
-    )
-    failed_before = request.session.testsfailed
-    with uwsgi.running():
+    ) as uwsgi:
         yield uwsgi
-    if request.session.testsfailed > failed_before:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        reporter.write_sep("-", f"uWSGI log ({uwsgi.log})")
-        reporter.write_line(uwsgi.log_text()[-20000:])
 
 
 def get(server: UWSGIServer, path: str) -> tuple[int, dict[str, str], bytes]:

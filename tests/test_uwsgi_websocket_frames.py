@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
+from tests.uwsgi_apps.server import UWSGIServer, uwsgi_for_tests
 
 from .servers import import_required
 
@@ -57,26 +57,13 @@ websockets-pong-tolerance = 1
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
     """The uWSGI server for this module; its log is shown if a test failed."""
-    reason = missing_uwsgi()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-    logs = REPO / "test-artifacts"
-    logs.mkdir(exist_ok=True)
-    uwsgi = UWSGIServer(
+    with uwsgi_for_tests(
+        request,
         "tests.uwsgi_apps.app:bare_application",
-        logs / "uwsgi-frames.log",
-        uwsgi_venv(),
+        "uwsgi-frames.log",
         extra_ini=EXTRA_INI,
-    )
-    failed_before = request.session.testsfailed
-    with uwsgi.running():
+    ) as uwsgi:
         yield uwsgi
-    if request.session.testsfailed > failed_before:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        reporter.write_sep("-", f"uWSGI log ({uwsgi.log})")
-        reporter.write_line(uwsgi.log_text()[-20000:])
 
 
 @pytest.fixture

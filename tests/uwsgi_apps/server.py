@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "REPO",
@@ -221,3 +222,31 @@ class UWSGIServer:
             yield self
         finally:
             self.stop()
+
+
+@contextlib.contextmanager
+def uwsgi_for_tests(
+    request: Any, module: str, log_name: str, **options: Any
+) -> Iterator[UWSGIServer]:
+    """Serve ``module`` with Debian's uWSGI for a test module's fixture.
+
+    Skips when uWSGI is missing (fails under ``CI=true``), logs to
+    ``test-artifacts/log_name``, and shows the log's end if a test failed.
+    """
+    import pytest
+
+    reason = missing_uwsgi()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    logs = REPO / "test-artifacts"
+    logs.mkdir(exist_ok=True)
+    uwsgi = UWSGIServer(module, logs / log_name, uwsgi_venv(), **options)
+    failed_before = request.session.testsfailed
+    with uwsgi.running():
+        yield uwsgi
+    if request.session.testsfailed > failed_before:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_sep("-", f"uWSGI log ({uwsgi.log})")
+        reporter.write_line(uwsgi.log_text()[-20000:])
