@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,13 @@ def websocket_conversation(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
+    asyncio.run(app(websocket_scope(path, subprotocols), receive, send))
+    return sent
+
+
+def websocket_scope(path: str, subprotocols: Sequence[str] = ()) -> dict[str, Any]:
+    """The ASGI scope of a websocket handshake for ``path`` on loopback."""
+    return {
         "type": "websocket",
         "path": path,
         "raw_path": path.encode(),
@@ -51,8 +58,6 @@ def websocket_conversation(
         "server": ("127.0.0.1", 2),
         "subprotocols": list(subprotocols),
     }
-    asyncio.run(app(scope, receive, send))
-    return sent
 
 
 def texts(sent: list[dict[str, Any]]) -> list[str | bytes]:

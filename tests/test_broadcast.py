@@ -21,7 +21,7 @@ from aiopyramid.broadcast import (
 from aiopyramid.helpers import synchronize
 from aiopyramid.websocket.config import WebsocketMapper
 
-from .asgi_client import texts, websocket_conversation
+from .asgi_client import texts, websocket_conversation, websocket_scope
 from .conftest import get, make_app
 
 
@@ -349,17 +349,7 @@ def test_relay_closes_a_websocket_that_stops_reading(run, caplog):
         else:
             await asyncio.Event().wait()  # the client never reads again
 
-    scope = {
-        "type": "websocket",
-        "path": "/function",
-        "raw_path": b"/function",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"x")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-        "subprotocols": [],
-    }
+    scope = websocket_scope("/function")
 
     async def main():
         conversation = asyncio.ensure_future(app(scope, receive, send))

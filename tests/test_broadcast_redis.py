@@ -18,6 +18,7 @@ import pytest
 
 from aiopyramid.broadcast import Broadcast, BroadcastUnavailable, get_broadcast
 
+from .asgi_client import websocket_scope
 from .servers import UNIT, RedisServer, free_port, import_required
 
 pytestmark = pytest.mark.server
@@ -292,17 +293,7 @@ def test_ten_thousand_websocket_cycles_leave_nothing_behind(redis_server):
             if message.get("text") == "hi":
                 echoed.set()
 
-        scope = {
-            "type": "websocket",
-            "path": "/class",
-            "raw_path": b"/class",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"x")],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 2),
-            "subprotocols": [],
-        }
+        scope = websocket_scope("/class")
         await app(scope, receive, send)
         return sent
 
