@@ -94,7 +94,12 @@ def test_bytes_and_the_end_go_to_the_websocket_attribute() -> None:
 
     async def main() -> list[Any]:
         protocol = Protocol(fake_worker())
-        for name in ("_websocket", "_callback_parser", "_flow_control"):
+        for name in (
+            "_websocket",
+            "_callback_parser",
+            "_flow_control",
+            "_body_receiver",
+        ):
             assert hasattr(protocol, name), name
         websocket = Recorder()
         protocol._websocket = websocket

@@ -15,7 +15,8 @@ being called.  The names are:
 * ``_callback_parser``, set on HTTP/1 connections only: HTTP/2, uWSGI and
   the PROXY-protocol-less h2c sniffing have deadlines of their own;
 * ``_handle_websocket(request, sockname, peername)``, which serves an
-  upgraded connection, with ``_build_websocket_scope`` (same arguments),
+  upgraded connection (dropping ``_body_receiver``, which ``connection_lost``
+  tolerates as ``None``), with ``_build_websocket_scope`` (same arguments),
   ``_flow_control.drain`` (waits while the transport is full) and
   ``_websocket`` (``data_received`` and ``connection_lost`` hand it the
   bytes and the end of the connection through ``feed_data``/``feed_eof``).
@@ -92,8 +93,11 @@ class Protocol(ASGIProtocol):  # type: ignore[misc]
         """Serve an upgraded connection with our :class:`._websocket.Websocket`."""
         from ._websocket import Websocket
 
-        # From now on the bytes are frames, for the websocket (as in gunicorn).
+        # From now on the bytes are frames, for the websocket (as in gunicorn),
+        # and no HTTP body comes: the request's body receiver (600 bytes of
+        # empty deque) can go, which keeps an idle connection small.
         self._callback_parser = None
+        self._body_receiver = None
         error = _handshake_error(request.headers)
         if error is not None:
             status, reason = error

@@ -17,7 +17,6 @@ runs on the worker's loop, in the connection's task, with no task of its own.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -122,8 +121,10 @@ class Websocket:
         self._protocol: Protocol | None = None
         self._assembler: MessageAssembler | None = None
         self._keepalive: Keepalive | None = None
-        self._early = bytearray()
-        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._early: bytearray | None = None
+        # A list, not a deque: an empty deque takes 600 bytes, and this
+        # holds a few messages at most (reading pauses beyond 16).
+        self._messages: list[str | bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connected = False
@@ -137,8 +138,8 @@ class Websocket:
         """Bytes from the client (gunicorn's ``data_received``)."""
         protocol = self._protocol
         if protocol is None:
-            self._early += data
-            if len(self._early) > _EARLY_LIMIT:
+            early = self._early = (self._early or bytearray()) + data
+            if len(early) > _EARLY_LIMIT:
                 self._pause()
             return
         protocol.receive_data(data)
@@ -185,7 +186,7 @@ class Websocket:
             return {"type": "websocket.connect"}
         while True:
             if self._messages:
-                message = self._messages.popleft()
+                message = self._messages.pop(0)
                 if self._paused and len(self._messages) <= _QUEUE_LOW_WATER:
                     self._resume()
                 if isinstance(message, str):
@@ -279,7 +280,7 @@ class Websocket:
                 protocol, settings.ping_interval, settings.ping_timeout, self._flush
             )
             self._keepalive.start()
-        early, self._early = self._early, bytearray()
+        early, self._early = self._early, None
         self._resume()
         if early:
             self.feed_data(bytes(early))
