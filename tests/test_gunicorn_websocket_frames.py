@@ -150,6 +150,16 @@ def test_keepalive_pings_arrive_and_the_silent_client_goes(client: RawClient) ->
     assert client.closed_with(timeout=2 * UNIT) == 1011
 
 
+def test_close_between_fragments_ends_normally(client: RawClient) -> None:
+    """A close frame inside a fragmented message is a normal close (Autobahn 7.1.5)."""
+    client.send(
+        raw_frame(TEXT, b"frag", fin=False),
+        raw_frame(CLOSE, struct.pack("!H", 1000)),
+        raw_frame(CONT, b"ment"),
+    )
+    assert client.closed_with() == 1000
+
+
 def test_client_close_code_is_echoed(client: RawClient) -> None:
     """The client's close code comes back in the server's close frame."""
     client.send(raw_frame(CLOSE, struct.pack("!H", 4001) + b"bye"))

@@ -27,10 +27,10 @@ from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode
 from websockets.http11 import Request
-from websockets.protocol import Protocol, Side, State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
-from ..websocket._sansio import Keepalive, MessageAssembler
+from ..websocket._sansio import Keepalive, MessageAssembler, server_protocol
 
 __all__ = ["Settings", "Websocket"]
 
@@ -268,9 +268,7 @@ class Websocket:
             self._refused = True
             self._finished()
             raise ClientGone(f"handshake refused with {response.status_code}")
-        protocol = Protocol(
-            Side.SERVER, state=State.OPEN, max_size=settings.max_size, logger=_LOG
-        )
+        protocol = server_protocol(settings.max_size)
         protocol.extensions = handshake.extensions
         self._protocol = protocol
         self._write(response.serialize())

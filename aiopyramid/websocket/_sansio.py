@@ -18,10 +18,35 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from websockets.frames import CloseCode, Opcode
-from websockets.protocol import Protocol, State
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Protocol, Side, State
 
-__all__ = ["Keepalive", "MessageAssembler"]
+__all__ = ["Keepalive", "MessageAssembler", "server_protocol"]
+
+
+class _ServerProtocol(Protocol):
+    """websockets' protocol, accepting a close in the middle of a message.
+
+    RFC 6455 section 5.4 lets control frames come between the fragments of
+    a message, and a close frame is one: the connection then ends normally,
+    the unfinished message discarded.  websockets fails it with 1002
+    ("incomplete fragmented message"; Autobahn|Testsuite case 7.1.5, which
+    gunicorn's and hypercorn's implementations pass).  ``recv_frame`` and
+    ``current_size`` (the size of the message in progress, ``None``
+    between messages) are websockets' own names, not a documented API:
+    ``tests/test_websocket_sansio.py`` checks both, and the raw-frame tests
+    of both servers check this case.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+def server_protocol(max_size: int | None) -> Protocol:
+    """The sans-I/O protocol of a server connection whose handshake is done."""
+    return _ServerProtocol(Side.SERVER, state=State.OPEN, max_size=max_size)
 
 
 class MessageAssembler:

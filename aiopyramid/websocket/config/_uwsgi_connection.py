@@ -29,7 +29,7 @@ from typing import Any
 
 try:
     from websockets.frames import CloseCode
-    from websockets.protocol import Protocol, Side, State
+    from websockets.protocol import State
 except ImportError as error:
     raise ImportError(
         "UWSGIWebsocketMapper frames websocket messages with the websockets "
@@ -38,7 +38,7 @@ except ImportError as error:
         "pip install 'websockets>=13' (or aiopyramid's 'uwsgi' extra)."
     ) from error
 
-from .._sansio import Keepalive, MessageAssembler
+from .._sansio import Keepalive, MessageAssembler, server_protocol
 from ..exceptions import WebsocketClosed
 
 __all__ = ["UWSGIWebsocket"]
@@ -85,7 +85,7 @@ class UWSGIWebsocket:
         # closed, once the conversation is over (uWSGI closes it).
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(False)
-        self._protocol = Protocol(Side.SERVER, state=State.OPEN, max_size=max_size)
+        self._protocol = server_protocol(max_size)
         self._assembler = MessageAssembler(self._protocol, text_as_str=use_str)
         self._keepalive = (
             Keepalive(self._protocol, ping_interval, ping_timeout, self._flush_and_wake)
