@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .helpers import wait_for
+from ._bridge import wait_for
 
 if TYPE_CHECKING:
     from .websocket._asgi import ASGIWebsocket

@@ -287,6 +287,8 @@ def task_in(
         return loop.create_task(coro, context=context)  # type: ignore[call-arg]
     # Python 3.10: a task takes a copy of the context current when it is made,
     # so it sees ``context``'s variables, but what it sets stays in the copy.
+    if context is greenlet.getcurrent().gr_context:  # current: cannot re-enter
+        return loop.create_task(coro)
     return context.run(loop.create_task, coro)
 
 

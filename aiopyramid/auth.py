@@ -90,15 +90,16 @@ class CoroutineAuthenticationPolicyProxy:
 
 def authn_policy_factory(
     auth_class: Callable[..., Any],
-    coroutine_callback: Callable[..., Any] | None = None,
+    coroutine: Callable[..., Any] | None = None,
     *args: Any,
     **kwargs: Any,
 ) -> CoroutineAuthenticationPolicyProxy:
     """Build ``auth_class(*args, callback=..., **kwargs)`` with a coroutine callback.
 
-    ``coroutine_callback(userid, request)`` may be an ``async def`` function
-    (or a legacy generator function); the policy gets a synchronized version
-    and the result is wrapped in :class:`CoroutineAuthenticationPolicyProxy`::
+    ``coroutine(userid, request)`` (named as in the original) may be an
+    ``async def`` function (or a legacy generator function); the policy gets
+    a synchronized version and the result is wrapped in
+    :class:`CoroutineAuthenticationPolicyProxy`::
 
         policy = authn_policy_factory(AuthTktAuthenticationPolicy, groupfinder,
                                       'secret', hashalg='sha512')
@@ -108,9 +109,9 @@ def authn_policy_factory(
     as it is (pass a synchronized callback under another keyword yourself if
     the policy names it differently).
     """
-    if coroutine_callback is None:
+    if coroutine is None:
         return CoroutineAuthenticationPolicyProxy(auth_class(*args, **kwargs))
-    callback = synchronize(coroutine_callback)
+    callback = synchronize(coroutine)
     return CoroutineAuthenticationPolicyProxy(
         auth_class(*args, callback=callback, **kwargs)
     )

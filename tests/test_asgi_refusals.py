@@ -142,16 +142,17 @@ def test_refusals_get_an_access_line_each(caplog):
 
 
 def test_errors_are_logged_as_500(caplog):
-    """An application that raises gets a 500 access line, and the error goes on."""
-    caplog.set_level(logging.INFO, logger="aiopyramid.access")
+    """An application that raises gets a 500 answer, its error line and access line."""
+    caplog.set_level(logging.INFO, logger="aiopyramid")
 
     def broken(environ, start_response):
         raise RuntimeError("broken")
 
     app = asgi.make_asgi_app(broken, access_logger=asgi.log_access)
-    with pytest.raises(RuntimeError, match="broken"):
-        asyncio.run(drive(app, scope()))
-    assert '"GET /x?q=1 HTTP/1.1" 500 0' in caplog.text
+    asyncio.run(drive(app, scope()))
+    body = b"Internal Server Error."
+    assert f'"GET /x?q=1 HTTP/1.1" 500 {len(body)}' in caplog.text
+    assert "failed in the application, outside any view: RuntimeError" in caplog.text
 
 
 def test_websockets_past_max_concurrency_are_refused():

@@ -276,15 +276,20 @@ def room_app(**settings):
             await asyncio.sleep(0.01)
 
     class ClassRoom(WebsocketConnectionView):
+        relay = None
+
         async def on_open(self):
-            self.relay = await self.request.broadcast.relay("room", self.ws).start()
+            self.relay = self.request.broadcast.relay("room", self.ws)
+            await self.relay.start()
 
         async def on_message(self, message):
             await self.request.broadcast.publish("room", message)
 
         async def on_close(self):
-            await self.relay.stop()
-            await self.relay.stop()  # twice is fine
+            # on_close runs even when the client left while on_open waited.
+            if self.relay is not None:
+                await self.relay.stop()
+                await self.relay.stop()  # twice is fine
 
     def setup(config):
         config.add_route("function", "/function")

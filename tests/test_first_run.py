@@ -47,17 +47,17 @@ def test_pcreate_hint_names_its_own_virtualenv(tools: Path, tmp_path: Path):
     assert f"cd Hint_App && {tools / 'bin' / 'pserve'} development.ini" in output
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["aio_starter", "aio_websocket"])
 def starter(
-    tools: Path, wheel: Path, tmp_path_factory: pytest.TempPathFactory
+    request, tools: Path, wheel: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str, list[str]]:
-    """An aio_starter project set up by its README's steps, run literally.
+    """A generated project set up by its README's steps, run literally.
 
     Returns the project, the README's serving command, and what each setup
     step printed.
     """
-    where = tmp_path_factory.mktemp("starter")
-    sh(tools / "bin" / "pcreate", "-q", "-s", "aio_starter", "Hello_App", cwd=where)
+    where = tmp_path_factory.mktemp(request.param)
+    sh(tools / "bin" / "pcreate", "-q", "-s", request.param, "Hello_App", cwd=where)
     project = where / "Hello_App"
     steps = literal_lines((project / "README.rst").read_text(), "Getting started")
     *setup, serve = steps

@@ -540,3 +540,40 @@ def test_original_mapper_method_names():
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
+
+
+def test_launch_websocket_view_maps_as_the_mapper_does():
+    """launch_websocket_view(view) serves the view as mapping it does."""
+    from aiopyramid.websocket.config import UWSGIWebsocketMapper, WebsocketMapper
+
+    from .asgi_client import texts, websocket_conversation
+
+    def echo(ws):
+        while True:
+            message = yield from ws.recv()
+            if message is None:
+                return
+            yield from ws.send(message)
+
+    launched = WebsocketMapper().launch_websocket_view(echo)
+    assert callable(launched)
+    assert callable(UWSGIWebsocketMapper().launch_websocket_view(echo))
+
+    def setup(config):
+        config.add_route("echo", "/echo")
+        config.add_view(lambda request: launched(None, request), route_name="echo")
+
+    from aiopyramid.asgi import make_asgi_app
+
+    sent = websocket_conversation(make_asgi_app(make_app(setup)), "/echo", ["old"])
+    assert texts(sent) == ["old"]
+
+
+def test_authn_policy_factory_takes_the_originals_keyword(run):
+    """authn_policy_factory(Policy, coroutine=callback), as the original named it."""
+    policy = authn_policy_factory(GroupPolicy, coroutine=groups)
+
+    async def on_loop():
+        return await policy.effective_principals(testing.DummyRequest())
+
+    assert run(on_loop()) == PRINCIPALS

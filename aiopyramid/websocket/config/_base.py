@@ -42,6 +42,18 @@ class WebsocketMapperBase:
                 namespace[name] = tuple(value) if sequence else value
         return type(cls.__name__, (cls,), namespace)
 
+    def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
+        """Map ``view`` into a ``(context, request)`` callable (per server)."""
+        raise NotImplementedError
+
+    def launch_websocket_view(self, view: Any) -> Callable[[Any, Any], Any]:
+        """The original library's name for mapping a websocket view.
+
+        Returns the same ``(context, request)`` callable as calling the
+        mapper with ``view`` does.
+        """
+        return self(view)
+
     def choose_subprotocol(self, offered: Sequence[str]) -> str | None:
         """The first of :attr:`subprotocols` that the client offered, if any."""
         for name in self.subprotocols:
