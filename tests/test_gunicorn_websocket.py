@@ -130,7 +130,7 @@ def test_bytes_before_the_accept_wait_for_it() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await asyncio.sleep(0.01)
-        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.accept", "headers": [(b"x-extra", b"1")]})
         received.append(await receive())
         with pytest.raises(RuntimeError, match="sent twice"):
             await send({"type": "websocket.accept"})
@@ -146,6 +146,7 @@ def test_bytes_before_the_accept_wait_for_it() -> None:
     transport = asyncio.run(main())
     assert received == [{"type": "websocket.receive", "text": "first"}]
     assert transport.written.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nx-extra: 1\r\n" in transport.written
 
 
 def test_a_bad_handshake_is_answered_by_websockets() -> None:

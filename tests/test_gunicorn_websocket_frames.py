@@ -10,6 +10,7 @@ still serves afterwards.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -38,7 +39,8 @@ APP = (
     "tests.apps.websockets:with_settings("
     "'aiopyramid.websocket.max_size=1048576', "
     "'aiopyramid.websocket.ping_interval=0.5', "
-    "'aiopyramid.websocket.ping_timeout=0.5')"
+    "'aiopyramid.websocket.ping_timeout=0.5', "
+    "'aiopyramid.request_head_timeout=0')"
 )
 
 
@@ -56,6 +58,30 @@ def client(server: Any) -> Iterator[RawClient]:
     raw = RawClient(server)
     yield raw
     raw.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "answer"),
+    [
+        (b"Sec-WebSocket-Version: 12", b"HTTP/1.1 426 "),
+        (b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=", b"HTTP/1.1 400 "),
+    ],
+)
+def test_bad_handshakes_are_refused_before_the_application(
+    server: Any, header: bytes, answer: bytes
+) -> None:
+    """A version other than 13 gets 426 (naming 13); a key not of 16 bytes, 400."""
+    with socket.create_connection(("127.0.0.1", server.port), UNIT) as sock:
+        sock.sendall(
+            b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n" + header + b"\r\n\r\n"
+        )
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(answer), reply
+    if answer.endswith(b"426 "):
+        assert b"Sec-WebSocket-Version: 13\r\n" in reply
 
 
 def still_echoes(server: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 from .servers import import_required
@@ -11,7 +12,11 @@ import_required("websockets")
 from websockets.frames import Close, Frame, Opcode  # noqa: E402
 from websockets.protocol import Protocol, Side, State  # noqa: E402
 
-from aiopyramid.websocket._sansio import MessageAssembler, server_protocol  # noqa: E402
+from aiopyramid.websocket._sansio import (  # noqa: E402
+    Keepalive,
+    MessageAssembler,
+    server_protocol,
+)
 
 
 def client_bytes(*frames: Frame) -> bytes:
@@ -58,3 +63,23 @@ def test_messages_out_of_fragments_and_pongs_aside() -> None:
     assembler = MessageAssembler(protocol, text_as_str=False)
     assert assembler.take(frames, pongs.append) == ["κόσμε".encode(), b"\x00"]
     assert pongs == [b"p"]
+
+
+def test_keepalive_without_timeout_pings_on_and_stops_when_closed() -> None:
+    """No ping_timeout: pings keep coming; once the connection closes, none."""
+
+    async def main() -> list[Opcode]:
+        protocol = server_protocol(None)
+        keepalive = Keepalive(protocol, 0.01, None, lambda: None)
+        keepalive.start()
+        await asyncio.sleep(0.05)
+        protocol.send_close(1000)
+        await asyncio.sleep(0.03)
+        keepalive.stop()
+        client = Protocol(Side.CLIENT, state=State.OPEN)
+        client.receive_data(b"".join(protocol.data_to_send()))
+        return [frame.opcode for frame in client.events_received()]
+
+    opcodes = asyncio.run(main())
+    assert opcodes.count(Opcode.PING) >= 2
+    assert opcodes[-1] is Opcode.CLOSE
