@@ -65,12 +65,13 @@ def client(server: Any) -> Iterator[RawClient]:
     [
         (b"Sec-WebSocket-Version: 12", b"HTTP/1.1 426 "),
         (b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=", b"HTTP/1.1 400 "),
+        (b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: !!!!", b"HTTP/1.1 400 "),
     ],
 )
 def test_bad_handshakes_are_refused_before_the_application(
     server: Any, header: bytes, answer: bytes
 ) -> None:
-    """A version other than 13 gets 426 (naming 13); a key not of 16 bytes, 400."""
+    """Version other than 13: 426 (naming 13); a key not base64 of 16 bytes: 400."""
     with socket.create_connection(("127.0.0.1", server.port), UNIT) as sock:
         sock.sendall(
             b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
