@@ -65,7 +65,7 @@ setup(
             "cryptography>=42",
             "redis>=5",
         ],
-        "gunicorn": ["gunicorn>=27", "gunicorn-h1c>=0.6.10"],
+        "gunicorn": ["gunicorn>=27", "gunicorn-h1c>=0.6.10", "websockets>=13"],
         "uvloop": ["uvloop>=0.19"],
         "uwsgi": ["websockets>=13"],
         "redis": ["redis>=5"],

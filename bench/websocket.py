@@ -2,13 +2,16 @@
 
 Run: ``python bench/websocket.py`` (needs ``pip install aiopyramid[gunicorn]
 websockets``; uses uvloop and ``taskset`` when they are there).  For each
-compression mode (off, then the default permessage-deflate) three servers run
+compression mode (off, then the default permessage-deflate) the servers run
 side by side, each one process pinned to one core, the client (this process)
 on the other core:
 
 * aiopyramid: gunicorn with ``AsyncGunicornWorker``, one worker, an
   ``async def`` echo view through ``WebsocketMapper``
   (``bench/websocket_apps.py``);
+* gunicorn -k asgi (compression off only): the same bridge and view on
+  gunicorn's own ASGI worker, framed by gunicorn's websocket implementation
+  instead of the ``websockets`` library;
 * uvicorn alone: the echo as a bare ASGI application under uvicorn, whose
   websocket protocol the worker uses, so that its own cost is visible;
 * bare: the same echo on the ``websockets`` library's own asyncio server.
@@ -172,7 +175,18 @@ def servers(deflate: bool, uvloop: bool) -> list[Server]:
             *("--lifespan", "off", "bench.websocket_apps:asgi_echo"),
         ],
     )
-    return [aiopyramid, uvicorn, Server("bare websockets", bare)]
+    others = [uvicorn, Server("bare websockets", bare)]
+    if deflate:
+        return [aiopyramid, *others]
+    gunicorn_own = Server(
+        "gunicorn -k asgi",
+        [
+            *(sys.executable, "-m", "gunicorn", "--no-control-socket"),
+            *("-k", "asgi", "-w", "1", "-b", "127.0.0.1:{port}"),
+            *("--worker-connections", "20000", "bench.websocket_apps:pyramid_asgi()"),
+        ],
+    )
+    return [aiopyramid, gunicorn_own, *others]
 
 
 async def wait_ready(server: Server, connect: Any, timeout: float = 30) -> str:

@@ -3,6 +3,8 @@
 * :func:`pyramid_app`: a Pyramid application with one websocket view at
   ``/echo``, for ``gunicorn -k aiopyramid.gunicorn.worker.AsyncGunicornWorker
   'bench.websocket_apps:pyramid_app(deflate=False)'``;
+* :func:`pyramid_asgi`: the same through :mod:`aiopyramid.asgi`, for
+  gunicorn's own ``-k asgi`` worker and its websocket implementation;
 * :func:`asgi_echo`: the echo as a plain ASGI application, to run under
   uvicorn alone and see what uvicorn's websocket protocol costs by itself;
 * ``python -m bench.websocket_apps --port N [--no-deflate] [--no-uvloop]``:
@@ -36,6 +38,14 @@ def pyramid_app(deflate: bool = True) -> Any:
         config.add_route("echo", "/echo")
         config.add_view(echo, route_name="echo", mapper=WebsocketMapper)
     return config.make_wsgi_app()
+
+
+def pyramid_asgi() -> Any:
+    """The same application through the bridge, for gunicorn's own ``-k asgi``
+    (its websocket implementation, to compare with the worker's)."""
+    from aiopyramid.asgi import make_asgi_app
+
+    return make_asgi_app(pyramid_app(deflate=False))
 
 
 async def asgi_echo(scope: Any, receive: Any, send: Any) -> None:

@@ -541,3 +541,37 @@ def test_sigint_stops_at_once_dropping_requests_in_flight():
 
         assert asyncio.run(main()) < 10 * UNIT
         assert process.process.wait(10 * UNIT) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 30.0), ("", 30.0), ("5", 5.0), ("0.5", 0.5), ("0", None), ("none", None)],
+)
+def test_duration_settings(value, expected):
+    """Durations: the default when unset, None for 0 or none, else seconds."""
+    require_module("gunicorn")
+    from aiopyramid.gunicorn.worker import _seconds
+
+    settings = {} if value is None else {"aiopyramid.request_head_timeout": value}
+    assert _seconds(settings, "aiopyramid.request_head_timeout", 30) == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_bad_duration_setting_names_the_fix(value):
+    """A duration that is not a number of seconds: an error saying what to write."""
+    require_module("gunicorn")
+    from pyramid.exceptions import ConfigurationError
+
+    from aiopyramid.gunicorn.worker import _seconds
+
+    with pytest.raises(ConfigurationError) as raised:
+        _seconds(
+            {"aiopyramid.websocket.ping_interval": value},
+            "aiopyramid.websocket.ping_interval",
+            20,
+        )
+    assert str(raised.value) == (
+        f"aiopyramid.websocket.ping_interval must be a number of seconds, not "
+        f"{value!r}. Write e.g. aiopyramid.websocket.ping_interval = 20, or 0 to "
+        "turn it off."
+    )

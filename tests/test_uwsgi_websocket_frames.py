@@ -192,6 +192,16 @@ def test_ping_payload_comes_back_in_the_pong(client: RawClient) -> None:
     assert (pong.opcode, bytes(pong.data)) == (PONG, b"\x00payload\xff")
 
 
+def test_close_between_fragments_ends_normally(client: RawClient) -> None:
+    """A close frame inside a fragmented message is a normal close (Autobahn 7.1.5)."""
+    client.send(
+        raw_frame(TEXT, b"frag", fin=False),
+        raw_frame(CLOSE, struct.pack("!H", 1000)),
+        raw_frame(CONT, b"ment"),
+    )
+    assert client.closed_with() == 1000
+
+
 def test_client_close_code_is_echoed(client: RawClient) -> None:
     """The server answers a close frame with the client's own code and reason."""
     client.send(raw_frame(CLOSE, struct.pack("!H", 4001) + b"bye"))

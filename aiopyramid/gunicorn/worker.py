@@ -20,8 +20,17 @@ What this subclass adds is only what is aiopyramid's:
 * ``aiopyramid.uvloop`` (default true) and the environment variable
   ``AIOPYRAMID_UVLOOP=0`` choose the loop when gunicorn's ``asgi_loop`` is
   left at ``auto``;
-* ``aiopyramid.websocket.max_size`` sets gunicorn's
-  ``websocket_max_message_size`` when the command line did not;
+* ``aiopyramid.request_head_timeout`` (default 30 seconds, ``0``: off)
+  closes a connection whose first request head is not complete in time
+  (slowloris); later heads are bounded by gunicorn's ``keepalive``;
+* websockets are framed by the ``websockets`` library rather than gunicorn
+  (:mod:`aiopyramid.gunicorn._websocket`), with keepalive pings
+  (``aiopyramid.websocket.ping_interval`` and ``.ping_timeout``, default 20
+  seconds each, ``none`` or ``0``: off) and permessage-deflate
+  (``aiopyramid.websocket.per_message_deflate``, default true);
+  ``aiopyramid.websocket.max_size`` sets gunicorn's
+  ``websocket_max_message_size`` when the command line did not, and the
+  websocket limit is that;
 * ``SCRIPT_NAME`` in the environment (``--env SCRIPT_NAME=/app``), which
   gunicorn's WSGI workers honour, sets ``root_path`` when it is not set;
 * ``worker_connections`` and ``header_map`` reach the bridge, which answers
@@ -38,13 +47,18 @@ from datetime import timedelta
 from typing import Any
 
 try:
+    from gunicorn.workers import gasgi
     from gunicorn.workers.gasgi import ASGIWorker
+
+    from ._protocol import Protocol
+    from ._websocket import Settings
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
-        f"AsyncGunicornWorker needs gunicorn 27 or later ({error}). Install it "
-        "with `pip install aiopyramid[gunicorn]`."
+        f"AsyncGunicornWorker needs gunicorn 27 or later and websockets 13 or "
+        f"later ({error}). Install them with `pip install aiopyramid[gunicorn]`."
     ) from error
 
+from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
 from .._settings import positive_setting
@@ -64,21 +78,28 @@ class _Logged:
         self.sent = sent
 
 
-#: Settings of the previous (uvicorn-based) worker that gunicorn 27 has no
-#: counterpart for, and why: a warning at start says so.
-_UNSUPPORTED = {
-    "aiopyramid.request_head_timeout": "gunicorn 27 sets no deadline on a "
-    "connection's first request head (see the security page)",
-    "aiopyramid.websocket.ping_interval": "gunicorn 27 sends no websocket pings",
-    "aiopyramid.websocket.ping_timeout": "gunicorn 27 sends no websocket pings",
-    "aiopyramid.websocket.per_message_deflate": "gunicorn 27 offers no "
-    "permessage-deflate",
-}
-
-
 def _flag(value: Any, default: bool) -> bool:
     """A boolean setting read the way Pyramid reads its own; unset: ``default``."""
     return default if value is None or value == "" else asbool(value)
+
+
+def _seconds(settings: dict[str, Any], name: str, default: float) -> float | None:
+    """A duration setting: ``default`` when unset, ``None`` for ``0`` or ``none``."""
+    value = settings.get(name)
+    if value is None or value == "":
+        return default
+    if str(value).strip().lower() in ("none", "off", "false"):
+        return None
+    try:
+        seconds = float(value)
+        if seconds < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds, not {value!r}. Write e.g. "
+            f"{name} = {default:g}, or 0 to turn it off."
+        ) from None
+    return seconds or None
 
 
 def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -97,6 +118,10 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     #: Use uvloop when it is installed (the default of the setting).
     use_uvloop: bool = True
     asgi: ASGIBridge
+    #: Seconds a connection has to send its first request head (``None``: no limit).
+    head_timeout: float | None = 30.0
+    #: How the worker's websockets are served (from the application's settings).
+    websocket_settings: Settings = Settings()
     #: The loop serving this worker (set up by gunicorn's worker).
     loop: asyncio.AbstractEventLoop
 
@@ -117,11 +142,6 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         logger.handlers = list(error_log.handlers)
         logger.setLevel(error_log.level)
         logger.propagate = False
-        for name, reason in _UNSUPPORTED.items():
-            if self.setting(name) not in (None, ""):
-                self.log.warning(
-                    "%s is ignored by AsyncGunicornWorker: %s.", name, reason
-                )
         self._choose_loop()
         if self.cfg.threads > 1:
             self.loop.set_default_executor(
@@ -144,6 +164,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         # The command line (or gunicorn's config file) wins over the app.
         if max_size is not None and option.get() == option.default:
             self.cfg.set("websocket_max_message_size", max_size)
+        self._read_timeouts()
         self.asgi = make_asgi_app(
             wsgi,
             # gunicorn's parser enforces limit_request_* itself, and its
@@ -161,6 +182,30 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             # gunicorn's access log has no line for a websocket: the bridge
             # writes them there, in the configured access_log_format.
             websocket_logger=self.log_websocket,
+        )
+
+    def run(self) -> None:
+        """Serve each connection with our protocol (:mod:`._protocol`)."""
+        # gunicorn's ASGI worker has no setting for its protocol class: its
+        # `_serve` makes each connection's protocol with `ASGIProtocol(self)`,
+        # the name gunicorn.workers.gasgi imported.  That name is pointed at
+        # our subclass, in this worker process only (the arbiter forked it);
+        # tests/test_gunicorn_hooks.py fails if `_serve` stops using it.
+        gasgi.ASGIProtocol = Protocol
+        super().run()
+
+    def _read_timeouts(self) -> None:
+        """The head deadline and the websocket settings, from the application's."""
+        settings = self.app_settings()
+        self.head_timeout = _seconds(settings, "aiopyramid.request_head_timeout", 30)
+        limit = self.cfg.websocket_max_message_size
+        self.websocket_settings = Settings(
+            max_size=limit or None,
+            ping_interval=_seconds(settings, "aiopyramid.websocket.ping_interval", 20),
+            ping_timeout=_seconds(settings, "aiopyramid.websocket.ping_timeout", 20),
+            per_message_deflate=_flag(
+                settings.get("aiopyramid.websocket.per_message_deflate"), True
+            ),
         )
 
     def log_websocket(

@@ -1,8 +1,8 @@
 """The ``ws`` object of a websocket served through the ASGI bridge.
 
-The ASGI server (gunicorn's own websocket implementation in
-:class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`) speaks the
-protocol: framing, ping/pong, fragmentation, compression and the maximum
+The ASGI server (in :class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`,
+:mod:`aiopyramid.gunicorn._websocket` on the ``websockets`` library) speaks
+the protocol: framing, ping/pong, fragmentation, compression and the maximum
 message size are its business.  This object turns its
 ``websocket.*`` messages into the ``ws`` interface shared with uWSGI.
 """

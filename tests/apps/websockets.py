@@ -215,5 +215,11 @@ def with_deflate(enabled):
     return main(**{"aiopyramid.websocket.per_message_deflate": enabled})
 
 
+def with_settings(*pairs):
+    """The app with settings given as ``"name=value"`` strings (gunicorn's
+    application factory calls take literals only)."""
+    return main(**dict(pair.split("=", 1) for pair in pairs))
+
+
 app = main()
 asgi = make_asgi_app(app)

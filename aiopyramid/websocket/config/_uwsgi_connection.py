@@ -20,7 +20,6 @@ nothing of uWSGI meanwhile.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import collections
 import inspect
 import os
@@ -29,8 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 try:
-    from websockets.frames import CloseCode, Opcode
-    from websockets.protocol import Protocol, Side, State
+    from websockets.frames import CloseCode
+    from websockets.protocol import State
 except ImportError as error:
     raise ImportError(
         "UWSGIWebsocketMapper frames websocket messages with the websockets "
@@ -39,6 +38,7 @@ except ImportError as error:
         "pip install 'websockets>=13' (or aiopyramid's 'uwsgi' extra)."
     ) from error
 
+from .._sansio import Keepalive, MessageAssembler, server_protocol
 from ..exceptions import WebsocketClosed
 
 __all__ = ["UWSGIWebsocket"]
@@ -85,19 +85,19 @@ class UWSGIWebsocket:
         # closed, once the conversation is over (uWSGI closes it).
         self._sock = socket.socket(fileno=fd)
         self._sock.setblocking(False)
-        self._protocol = Protocol(Side.SERVER, state=State.OPEN, max_size=max_size)
-        self._use_str = use_str
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
+        self._protocol = server_protocol(max_size)
+        self._assembler = MessageAssembler(self._protocol, text_as_str=use_str)
+        self._keepalive = (
+            Keepalive(self._protocol, ping_interval, ping_timeout, self._flush_and_wake)
+            if ping_interval
+            else None
+        )
         self._close_timeout = close_timeout
         self._messages: collections.deque[str | bytes] = collections.deque()
-        self._parts: list[Any] = []
-        self._decoder: codecs.IncrementalDecoder | None = None
         self._receivers: list[asyncio.Future[None]] = []
         self._out = bytearray()
         self._eof_pending = False
         self._drainers: list[asyncio.Future[None]] = []
-        self._pongs: dict[bytes, asyncio.Future[None]] = {}
         self._reading = False
         self._writing = False
         self._broken = False
@@ -178,9 +178,9 @@ class UWSGIWebsocket:
         exception.
         """
         self._start_reading()
-        keepalive = None
-        if self._ping_interval:
-            keepalive = self._loop.create_task(self._keepalive(self._ping_interval))
+        keepalive = self._keepalive
+        if keepalive is not None:
+            keepalive.start()
         failure: BaseException | None = None
         try:
             try:
@@ -192,7 +192,7 @@ class UWSGIWebsocket:
             except Exception as error:  # reported below, after closing
                 failure = error
             if keepalive is not None:
-                keepalive.cancel()
+                keepalive.stop()
             # Messages nobody will read: drop them, and read again (reading
             # pauses while they pile up) to see the client's close frame.
             self._messages.clear()
@@ -208,7 +208,7 @@ class UWSGIWebsocket:
             await asyncio.wait([self._gone], timeout=self._close_timeout)
         finally:
             if keepalive is not None:
-                keepalive.cancel()
+                keepalive.stop()
             self._release()
         if failure is not None:
             raise WebsocketClosed("the websocket view failed") from failure
@@ -235,7 +235,9 @@ class UWSGIWebsocket:
             return
         if data:
             self._protocol.receive_data(data)
-            self._take(self._protocol.events_received())
+            self._messages.extend(
+                self._assembler.take(self._protocol.events_received(), self._pong)
+            )
         else:
             self._eof_received = True
             self._stop_reading()
@@ -247,42 +249,9 @@ class UWSGIWebsocket:
             self._stop_reading()
         _settle_all(self._receivers)
 
-    def _take(self, frames: list[Any]) -> None:
-        """Turn the frames the protocol parsed into messages for recv()."""
-        for frame in frames:
-            opcode = frame.opcode
-            if opcode is Opcode.PONG:
-                pong = self._pongs.pop(bytes(frame.data), None)
-                if pong is not None and not pong.done():
-                    pong.set_result(None)
-                continue
-            if opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-                continue  # ping and close: the protocol answered them
-            if opcode is not Opcode.CONT:  # the protocol checked the order
-                self._parts = []
-                text = opcode is Opcode.TEXT
-                self._decoder = (
-                    codecs.getincrementaldecoder("utf-8")() if text else None
-                )
-            data = bytes(frame.data)
-            if self._decoder is None:
-                self._parts.append(data)
-            else:
-                try:
-                    # Decoded frame by frame, so invalid text fails at once.
-                    decoded = self._decoder.decode(data, frame.fin)
-                except UnicodeDecodeError as error:
-                    self._parts = []
-                    self._protocol.fail(
-                        CloseCode.INVALID_DATA,
-                        f"{error.reason} at position {error.start}",
-                    )
-                    return  # nothing after a failure counts
-                self._parts.append(decoded if self._use_str else data)
-            if frame.fin:
-                parts, self._parts = self._parts, []
-                is_str = self._decoder is not None and self._use_str
-                self._messages.append("".join(parts) if is_str else b"".join(parts))
+    def _pong(self, payload: bytes) -> None:
+        if self._keepalive is not None:
+            self._keepalive.pong(payload)
 
     # Writing: straight away, and from the loop when the socket is full.
 
@@ -328,28 +297,13 @@ class UWSGIWebsocket:
         self._drainers.append(waiter)
         await waiter
 
-    # Keepalive pings, and the end of the connection.
+    # The end of the connection.
 
-    async def _keepalive(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            if self.closed:
-                return
-            payload = os.urandom(4)
-            pong: asyncio.Future[None] = self._loop.create_future()
-            self._pongs[payload] = pong
-            self._protocol.send_ping(payload)
-            self._flush()
-            try:
-                await asyncio.wait_for(pong, self._ping_timeout)
-            except asyncio.TimeoutError:
-                if not self.closed:
-                    self._protocol.fail(
-                        CloseCode.INTERNAL_ERROR, "keepalive ping timeout"
-                    )
-                    self._flush()
-                    _settle_all(self._receivers)
-                return
+    def _flush_and_wake(self) -> None:
+        """Send a keepalive ping (or the failure after a silent client): a
+        failure closes the connection, which ``recv()`` must hear of."""
+        self._flush()
+        _settle_all(self._receivers)
 
     def _lose(self) -> None:
         """The network failed: stop all I/O and wake everybody."""

@@ -10,8 +10,9 @@ refuses (raises ``HTTPForbidden``, fails a permission) never gets here: the
 handshake is refused with that response's status.
 
 The protocol itself (framing, ping/pong, size limits, compression) is the
-server's: gunicorn's own implementation in the gunicorn worker, ``websockets``
-under uvicorn; :doc:`/websockets` compares them.
+server's: the ``websockets`` library's sans-I/O protocol in the gunicorn
+worker (rather than gunicorn's own implementation; :doc:`/websockets`
+compares them), and under uvicorn.
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""gunicorn's connection protocol, with a request-head deadline and our websockets.
+
+gunicorn 27's ASGI worker (``gunicorn.asgi.protocol.ASGIProtocol``) offers
+no public hook for either of the two things this subclass adds, so it
+overrides private methods; ``tests/test_gunicorn_hooks.py`` checks that each
+name below still exists with the signature used here, and the worker's
+tests (pings that arrive, a trickled head that is cut) fail if one stops
+being called.  The names are:
+
+* ``_on_headers_complete()``, the parser's callback when a request head is
+  complete: it ends the head deadline;
+* ``_keepalive_timeout()``, what gunicorn calls when a kept-alive
+  connection's next request does not come in time (it closes the
+  connection and wakes its task): the head deadline ends the same way;
+* ``_callback_parser``, set on HTTP/1 connections only: HTTP/2, uWSGI and
+  the PROXY-protocol-less h2c sniffing have deadlines of their own;
+* ``_handle_websocket(request, sockname, peername)``, which serves an
+  upgraded connection (dropping ``_body_receiver``, which ``connection_lost``
+  tolerates as ``None``), with ``_build_websocket_scope`` (same arguments),
+  ``_flow_control.drain`` (waits while the transport is full) and
+  ``_websocket`` (``data_received`` and ``connection_lost`` hand it the
+  bytes and the end of the connection through ``feed_data``/``feed_eof``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Any
+
+from gunicorn.asgi.protocol import ASGIProtocol
+
+__all__ = ["Protocol"]
+
+
+def _handshake_error(headers: list[tuple[str, str]]) -> tuple[int, str] | None:
+    """RFC 6455 section 4.2.1: version 13 and a 16-byte key, or what to answer."""
+    values = dict(headers)
+    if values.get("SEC-WEBSOCKET-VERSION", "").strip() != "13":
+        return 426, "Upgrade Required"
+    try:
+        key = base64.b64decode(values.get("SEC-WEBSOCKET-KEY", ""), validate=True)
+    except (ValueError, binascii.Error):
+        key = b""
+    if len(key) != 16:
+        return 400, "Bad Request"
+    return None
+
+
+class Protocol(ASGIProtocol):  # type: ignore[misc]
+    """One connection to :class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        """Start the connection's head deadline (HTTP/1 connections only)."""
+        super().connection_made(transport)
+        seconds = self.worker.head_timeout
+        if seconds and self._callback_parser is not None:
+            # A slowloris client trickles its first request head forever:
+            # gunicorn 27 bounds only the heads of later requests (its
+            # keepalive timer), so the first one gets this deadline.
+            self._head_timer = self.worker.loop.call_later(
+                seconds, self._head_timed_out
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the head deadline with the connection."""
+        self._end_head_deadline()
+        super().connection_lost(exc)
+
+    def _on_headers_complete(self) -> Any:
+        self._end_head_deadline()
+        return super()._on_headers_complete()
+
+    def _end_head_deadline(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self.log.info(
+            "Request head not received in %ss: closing the connection",
+            self.worker.head_timeout,
+        )
+        self._keepalive_timeout()
+
+    async def _handle_websocket(
+        self, request: Any, sockname: Any, peername: Any
+    ) -> None:
+        """Serve an upgraded connection with our :class:`._websocket.Websocket`."""
+        from ._websocket import Websocket
+
+        # From now on the bytes are frames, for the websocket (as in gunicorn),
+        # and no HTTP body comes: the request's body receiver (600 bytes of
+        # empty deque) can go, which keeps an idle connection small.
+        self._callback_parser = None
+        self._body_receiver = None
+        error = _handshake_error(request.headers)
+        if error is not None:
+            status, reason = error
+            extra = (("Sec-WebSocket-Version", "13"),) if status == 426 else ()
+            self._send_error_response(status, reason, extra)
+            self._close_transport()
+            return
+        scope = self._build_websocket_scope(request, sockname, peername)
+        flow = self._flow_control
+        websocket = Websocket(
+            self.transport,
+            scope,
+            self.app,
+            self.log,
+            settings=self.worker.websocket_settings,
+            drain=flow.drain if flow is not None else None,
+        )
+        self._websocket = websocket
+        await websocket.run()
