@@ -36,7 +36,7 @@ from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
 from ._failures import report_failure
 from ._startup import check_included
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
-from .websocket._asgi import ASGIWebsocket
+from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -63,8 +63,6 @@ log = logging.getLogger("aiopyramid.asgi")
 #: client's disconnection (and is cancelled when it comes).
 WATCH_AFTER = 0.25
 
-#: The environ key under which a websocket request carries its ``ws`` object.
-WEBSOCKET_KEY = "aiopyramid.websocket"
 
 #: Largest request body accepted when nothing says otherwise: 32 MiB.  The
 #: bridge reads a whole body before the application runs (to a temporary file

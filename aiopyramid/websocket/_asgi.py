@@ -17,6 +17,10 @@ from .exceptions import WebsocketClosed
 
 Message = dict[str, Any]
 
+#: The environ key under which a websocket request carries its ``ws`` object
+#: (the ASGI bridge puts it there; the mapper takes it out).
+WEBSOCKET_KEY = "aiopyramid.websocket"
+
 
 class ASGIWebsocket:
     """One websocket connection, as views see it (``ws``).

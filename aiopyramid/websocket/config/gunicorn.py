@@ -23,8 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..._bridge import wait_for
-from ...asgi import WEBSOCKET_KEY
-from .._asgi import ASGIWebsocket
+from .._asgi import WEBSOCKET_KEY, ASGIWebsocket
 from ..exceptions import WebsocketClosed
 from ._base import WebsocketMapperBase, not_a_websocket
 
