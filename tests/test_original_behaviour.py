@@ -546,14 +546,8 @@ def test_launch_websocket_view_maps_as_the_mapper_does():
     """launch_websocket_view(view) serves the view as mapping it does."""
     from aiopyramid.websocket.config import UWSGIWebsocketMapper, WebsocketMapper
 
+    from .apps.websockets import legacy_echo as echo
     from .asgi_client import texts, websocket_conversation
-
-    def echo(ws):
-        while True:
-            message = yield from ws.recv()
-            if message is None:
-                return
-            yield from ws.send(message)
 
     launched = WebsocketMapper().launch_websocket_view(echo)
     assert callable(launched)
