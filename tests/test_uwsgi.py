@@ -61,6 +61,26 @@ def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
         yield uwsgi
 
 
+def never_called_websocket_view() -> tuple[Any, Any]:
+    """An app whose uWSGI websocket view must not run, and a handshake for it."""
+    from pyramid.config import Configurator
+    from webob import Request
+
+    from aiopyramid.websocket.config import UWSGIWebsocketMapper
+
+    async def view(ws: Any) -> None:
+        raise AssertionError("never called")
+
+    with Configurator() as config:
+        config.include("aiopyramid")
+        config.add_route("ws", "/ws")
+        config.add_view(view, route_name="ws", mapper=UWSGIWebsocketMapper)
+    request = Request.blank(
+        "/ws", headers={"Sec-WebSocket-Key": "a2V5a2V5a2V5a2V5a2V5aw=="}
+    )
+    return config.make_wsgi_app(), request
+
+
 def get(server: UWSGIServer, path: str) -> tuple[int, dict[str, str], bytes]:
     """GET ``path``: status, headers and body."""
     try:
@@ -331,23 +351,10 @@ def test_closed_connections_stay_out_of_the_log(server: UWSGIServer) -> None:
 
 def test_mapper_outside_uwsgi_says_what_to_install() -> None:
     """Without uWSGI, a websocket request fails naming the packages to install."""
-    from pyramid.config import Configurator
-    from webob import Request
 
     from aiopyramid.helpers import spawn_greenlet
-    from aiopyramid.websocket.config import UWSGIWebsocketMapper
 
-    async def view(ws: Any) -> None:
-        raise AssertionError("never called")
-
-    with Configurator() as config:
-        config.include("aiopyramid")
-        config.add_route("ws", "/ws")
-        config.add_view(view, route_name="ws", mapper=UWSGIWebsocketMapper)
-    app = config.make_wsgi_app()
-    request = Request.blank(
-        "/ws", headers={"Sec-WebSocket-Key": "a2V5a2V5a2V5a2V5a2V5aw=="}
-    )
+    app, request = never_called_websocket_view()
 
     async def send() -> Any:
         return await spawn_greenlet(request.get_response, app)
@@ -425,23 +432,10 @@ def test_message_over_the_default_limit_closes_with_1009(server: UWSGIServer) ->
 
 def _request_through_fake_uwsgi(opt: dict[str, Any]) -> Any:
     """Send a websocket request to an UWSGIWebsocketMapper view, uwsgi faked."""
-    from pyramid.config import Configurator
-    from webob import Request
 
     from aiopyramid.helpers import spawn_greenlet
-    from aiopyramid.websocket.config import UWSGIWebsocketMapper
 
-    async def view(ws: Any) -> None:
-        raise AssertionError("never called")
-
-    with Configurator() as config:
-        config.include("aiopyramid")
-        config.add_route("ws", "/ws")
-        config.add_view(view, route_name="ws", mapper=UWSGIWebsocketMapper)
-    app = config.make_wsgi_app()
-    request = Request.blank(
-        "/ws", headers={"Sec-WebSocket-Key": "a2V5a2V5a2V5a2V5a2V5aw=="}
-    )
+    app, request = never_called_websocket_view()
     fake = types.SimpleNamespace(opt=opt)
 
     async def send() -> Any:
