@@ -30,3 +30,31 @@ def positive_setting(
             f"{name} must be a positive number, not {value!r}. {advice}"
         ) from None
     return number
+
+
+def limit_setting(
+    settings: Mapping[str, Any],
+    name: str,
+    kind: Callable[[Any], N],
+    default: N,
+    advice: str,
+    what: str = "a number, 0 or more",
+) -> N | None:
+    """The setting ``name`` as a limit: ``default`` when absent, ``None`` for 0.
+
+    A negative value or anything that is not a ``kind`` raises
+    :class:`~pyramid.exceptions.ConfigurationError` saying the setting must
+    be ``what``, with ``advice``.
+    """
+    value = settings.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = kind(value)
+        if number < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{name} must be {what}, not {value!r}. {advice}"
+        ) from None
+    return number or None

@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
 from ._access_log import log_access, log_environ
@@ -34,6 +33,7 @@ from ._asgi_response import Response, Watch, stream_async
 from ._bridge import run_in_child_greenlet, wait_for
 from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
 from ._failures import report_failure
+from ._settings import limit_setting
 from ._startup import check_included
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
@@ -75,6 +75,9 @@ DEFAULT_MAX_BODY_SIZE = 32 * 2**20
 #: Seconds a client may pause while sending a body before it is answered
 #: ``408`` and its connection closed (gunicorn's default ``timeout``).
 DEFAULT_BODY_TIMEOUT = 30.0
+
+#: What the errors of the body settings advise.
+OFF = "0 turns the limit off."
 
 
 def _sync_iterable(app_iter: Any) -> bool:
@@ -332,22 +335,6 @@ class ASGIBridge:
                 return
 
 
-def _number(settings: dict[str, Any], name: str, kind: Any, default: Any) -> Any:
-    """Setting ``name`` as a number >= 0 (``default`` when absent; 0: off)."""
-    value = settings.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = kind(value)
-        if number < 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"{name} must be a number, 0 or more, not {value!r}: 0 turns the limit off."
-        ) from None
-    return number or None
-
-
 def make_asgi_app(
     wsgi_app: WSGIApp,
     *,
@@ -387,12 +374,12 @@ def make_asgi_app(
     """
     settings = getattr(getattr(wsgi_app, "registry", None), "settings", None) or {}
     if max_body_size is None:
-        max_body_size = _number(
-            settings, "aiopyramid.max_body_size", int, DEFAULT_MAX_BODY_SIZE
+        max_body_size = limit_setting(
+            settings, "aiopyramid.max_body_size", int, DEFAULT_MAX_BODY_SIZE, OFF
         )
     if body_timeout is None:
-        body_timeout = _number(
-            settings, "aiopyramid.body_timeout", float, DEFAULT_BODY_TIMEOUT
+        body_timeout = limit_setting(
+            settings, "aiopyramid.body_timeout", float, DEFAULT_BODY_TIMEOUT, OFF
         )
     if header_map is None:
         header_map = settings.get("aiopyramid.header_map") or "drop"

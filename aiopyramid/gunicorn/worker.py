@@ -58,10 +58,9 @@ except ImportError as error:  # pragma: no cover - depends on the installation
         f"later ({error}). Install them with `pip install aiopyramid[gunicorn]`."
     ) from error
 
-from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
 
-from .._settings import positive_setting
+from .._settings import limit_setting, positive_setting
 from ..asgi import ASGIBridge, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
@@ -86,20 +85,16 @@ def _flag(value: Any, default: bool) -> bool:
 def _seconds(settings: dict[str, Any], name: str, default: float) -> float | None:
     """A duration setting: ``default`` when unset, ``None`` for ``0`` or ``none``."""
     value = settings.get(name)
-    if value is None or value == "":
-        return default
-    if str(value).strip().lower() in ("none", "off", "false"):
+    if value is not None and str(value).strip().lower() in ("none", "off", "false"):
         return None
-    try:
-        seconds = float(value)
-        if seconds < 0:
-            raise ValueError
-    except ValueError:
-        raise ConfigurationError(
-            f"{name} must be a number of seconds, not {value!r}. Write e.g. "
-            f"{name} = {default:g}, or 0 to turn it off."
-        ) from None
-    return seconds or None
+    return limit_setting(
+        settings,
+        name,
+        float,
+        default,
+        f"Write e.g. {name} = {default:g}, or 0 to turn it off.",
+        what="a number of seconds",
+    )
 
 
 def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
