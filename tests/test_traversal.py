@@ -78,15 +78,20 @@ segment = st.one_of(
 paths = st.lists(segment, max_size=6).map(lambda parts: "/" + "/".join(parts))
 
 
-@settings(max_examples=150, deadline=None)
-@given(path=paths, vroot=st.sampled_from([None, "/a", "/a/b", "/missing"]))
-def test_same_results_as_pyramid(path, vroot):
-    """For any path and virtual root, async lookups give Pyramid's exact result."""
+def pyramids_result(path, vroot):
+    """A request for ``path`` (under virtual root ``vroot``) and Pyramid's answer."""
     environ = {} if vroot is None else {"HTTP_X_VHM_ROOT": vroot}
     request = Request.blank("/", environ=environ)
     request.environ["PATH_INFO"] = path.encode("utf-8").decode("latin-1")
     request.matchdict = None
-    expected = comparable(ResourceTreeTraverser(Resource())(request))
+    return request, comparable(ResourceTreeTraverser(Resource())(request))
+
+
+@settings(max_examples=150, deadline=None)
+@given(path=paths, vroot=st.sampled_from([None, "/a", "/a/b", "/missing"]))
+def test_same_results_as_pyramid(path, vroot):
+    """For any path and virtual root, async lookups give Pyramid's exact result."""
+    request, expected = pyramids_result(path, vroot)
 
     async def traverse(root):
         return await spawn_greenlet(AsyncioTraverser(root), request)
@@ -103,11 +108,7 @@ def test_same_results_as_pyramid(path, vroot):
 @given(path=paths, vroot=st.sampled_from([None, "/a", "/a/b", "/missing"]))
 def test_traverse_coroutine_gives_pyramids_results(path, vroot):
     """The original's traverse() coroutine walks the tree as Pyramid does."""
-    environ = {} if vroot is None else {"HTTP_X_VHM_ROOT": vroot}
-    request = Request.blank("/", environ=environ)
-    request.environ["PATH_INFO"] = path.encode("utf-8").decode("latin-1")
-    request.matchdict = None
-    expected = comparable(ResourceTreeTraverser(Resource())(request))
+    _, expected = pyramids_result(path, vroot)
     vroot_tuple = split_path_info(vroot) if vroot else ()
     vpath_tuple = split_path_info((vroot or "") + path)
 
