@@ -31,7 +31,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import greenlet
@@ -83,6 +83,11 @@ class _SpawnedGreenlet(greenlet.greenlet):
     more than switching into an existing one, so idle children are pooled.
     """
 
+    #: True while the child runs a step of a coroutine (see _run_coroutine).
+    in_coroutine = False
+    #: What that coroutine waits on, for the driver to await.
+    waits_on: Any = None
+
     def __init__(self) -> None:
         # A module-level run function: a bound method would make a reference
         # cycle that keeps an abandoned child from ever being collected.
@@ -113,18 +118,21 @@ class _Outcome:
         self.error = error
 
 
-#: Idle children, per thread (a greenlet can only run in its own thread).
-_pool = threading.local()
+class _ThreadState(threading.local):
+    """What the bridge keeps per thread (a greenlet only runs in its own)."""
+
+    def __init__(self) -> None:
+        #: Idle children.
+        self.idle: list[_SpawnedGreenlet] = []
+
+
+_state = _ThreadState()
 _POOL_SIZE = 256
 
 
 def idle_greenlets() -> list[_SpawnedGreenlet]:
     """This thread's pool of idle child greenlets."""
-    try:
-        return _pool.idle  # type: ignore[no-any-return]
-    except AttributeError:
-        _pool.idle = []
-        return _pool.idle  # type: ignore[no-any-return]
+    return _state.idle
 
 
 def _underlying_function(obj: Any) -> Any:
@@ -169,7 +177,11 @@ def in_loop_greenlet() -> bool:
     if running_loop() is None:
         return False
     current = greenlet.getcurrent()
-    return current.parent is None or current in _loop_greenlets
+    return (
+        current.parent is None
+        or (type(current) is _SpawnedGreenlet and current.in_coroutine)
+        or current in _loop_greenlets
+    )
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
@@ -184,13 +196,12 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     """
     current = greenlet.getcurrent()
     if type(current) is _SpawnedGreenlet:
-        # Our driver is blocked in child.switch(): hand it the awaitable and
-        # sleep until it switches back with the value (or throws the error).
-        # A future is wrapped: the driver takes a bare future for the
-        # original library's protocol (see run_in_child_greenlet).
-        if asyncio.isfuture(awaitable):
+        if current.in_coroutine:
+            _close(awaitable)
+            raise ScopeError(SCOPE_ERROR_MESSAGE.format(name))
+        if type(awaitable) not in _COROUTINES:
             awaitable = _await(awaitable)
-        return current.parent.switch(awaitable)  # type: ignore[no-any-return]
+        return _run_coroutine(current, awaitable)  # type: ignore[arg-type]
     loop = running_loop()
     if loop is None:
         return _wait_from_thread(awaitable, name)
@@ -217,6 +228,54 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     future.add_done_callback(_Resume(current), context=context)
     current.parent.switch()
     return future.result()
+
+
+#: Coroutine objects that :func:`_run_coroutine` runs as they are: native ones
+#: and legacy generator-based ones (anything else awaitable is wrapped).
+_COROUTINES = (types.CoroutineType, types.GeneratorType)
+
+#: What a child switches up to have its driver await ``child.waits_on``.
+_WAIT = object()
+
+
+def _run_coroutine(current: _SpawnedGreenlet, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end in this greenlet, as a task would step it.
+
+    The coroutine's steps run here, in the task (and context) of the driver
+    that waits in ``child.switch()``; whatever a step waits on (a future, or
+    ``None`` for one turn of the loop) is handed to the driver, which yields
+    it to its task and switches back once the task resumes.  So a coroutine
+    that never waits (a hello-world view, a cache hit) finishes without the
+    loop being involved, and every step runs in the same greenlet: libraries
+    that tie a coroutine to the greenlet running it (SQLAlchemy's asyncio API
+    spawns greenlets whose parent is that greenlet) keep working.  While a
+    step runs, this greenlet is the loop's (:func:`in_loop_greenlet` is true;
+    waiting raises :class:`~aiopyramid.exceptions.ScopeError`), as in any
+    coroutine.
+    """
+    resume: Any = coro.send
+    value: Any = None
+    try:
+        while True:
+            current.in_coroutine = True
+            try:
+                current.waits_on = resume(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            finally:
+                current.in_coroutine = False
+            try:
+                value, resume = current.parent.switch(_WAIT), coro.send
+            except BaseException as error:  # cancellation included: into coro
+                value, resume = error, coro.throw
+    finally:
+        current.waits_on = None
+
+
+@types.coroutine
+def _pass_up(waits_on: Any) -> Generator[Any, Any, Any]:
+    """Yield ``waits_on`` to the task running the driver; return what it sends."""
+    return (yield waits_on)
 
 
 class _Resume:
@@ -332,6 +391,8 @@ async def run_in_greenlet(
         future.set_result(result)
     if back.dead:
         return None
+    if type(back) is _SpawnedGreenlet:
+        back.parent = greenlet.getcurrent()  # what it switches next comes here
     return back.switch()
 
 
@@ -354,7 +415,9 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     * any other value: the wait ends with that value.
     """
     loop_greenlet = greenlet.getcurrent()
-    if loop_greenlet.parent is not None:
+    if loop_greenlet.parent is not None and not (
+        type(loop_greenlet) is _SpawnedGreenlet and loop_greenlet.in_coroutine
+    ):
         _loop_greenlets.add(loop_greenlet)
     idle = idle_greenlets()
     child = idle.pop() if idle else _SpawnedGreenlet()
@@ -364,17 +427,31 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     child.gr_context = loop_greenlet.gr_context
     switched = child.switch(func, args, {})
     while type(switched) is not _Outcome:
-        if asyncio.isfuture(switched):
+        if switched is _WAIT:  # a coroutine running in the child waits
+            try:
+                value = await _pass_up(child.waits_on)
+            except BaseException as exc:  # cancellation included: into the child
+                child.parent = greenlet.getcurrent()
+                switched = child.throw(type(exc), exc, exc.__traceback__)
+            else:
+                child.parent = greenlet.getcurrent()
+                switched = child.switch(value)
+        elif asyncio.isfuture(switched):
             try:
                 switched = await switched
             except BaseException as exc:  # cancellation included: unwind the child
+                child.parent = greenlet.getcurrent()
                 switched = child.throw(type(exc), exc, exc.__traceback__)
         elif inspect.isawaitable(switched):
             try:
                 value = await switched
             except BaseException as exc:  # cancellation included: unwind the child
+                child.parent = greenlet.getcurrent()
                 switched = child.throw(type(exc), exc, exc.__traceback__)
             else:
+                # The child switches up to whoever resumes it (see
+                # run_in_greenlet, which may have resumed it meanwhile).
+                child.parent = greenlet.getcurrent()
                 switched = child.switch(value)
         else:
             # The original library's rule: anything but a future ends the wait.

@@ -108,7 +108,8 @@ def is_coroutine_view(view: Any, attr: str | None = None) -> bool:
 
 
 def _await_result(result: Any, label: str) -> Any:
-    if inspect.isawaitable(result):
+    # A coroutine (nearly always) is told apart without inspect's slower test.
+    if type(result) is types.CoroutineType or inspect.isawaitable(result):
         return wait_for(result, label)
     return result
 
@@ -235,7 +236,14 @@ class AsyncioMapperBase(DefaultViewMapper):
 
 
 def _read_body(request: Any) -> None:
-    # Test doubles (pyramid.testing.DummyRequest) have no body to read.
+    # aiopyramid's servers read the body before the application runs and say
+    # so in the environ: rewinding it is all WebOb would do (and cheaper
+    # through the file itself).  Test doubles (pyramid.testing.DummyRequest)
+    # have no body to read.
+    environ = request.environ
+    if environ.get("webob.is_body_seekable"):
+        environ["wsgi.input"].seek(0)
+        return
     make_body_seekable = getattr(request, "make_body_seekable", None)
     if make_body_seekable is not None:
         make_body_seekable()

@@ -44,6 +44,12 @@ def parameters(function: Any) -> list[str]:
         ("_keepalive_timeout", ["self"], False),
         ("_close_transport", ["self"], False),
         ("_send_error_response", ["self", "status", "message", "extra_headers"], False),
+        # The direct HTTP/1 path (_http1.py) and the keep-alive deadline:
+        ("_serve_http_request", ["self", "request", "sockname", "peername"], True),
+        ("_arm_keepalive_timer", ["self"], False),
+        ("_cancel_keepalive_timer", ["self"], False),
+        ("_will_close", ["self", "request", "response_requires_close"], False),
+        ("_safe_write", ["self", "data"], False),
     ],
 )
 def test_hooked_methods_have_the_expected_shape(
@@ -54,6 +60,34 @@ def test_hooked_methods_have_the_expected_shape(
     assert method is not None, f"gunicorn's ASGIProtocol has no {name} any more"
     assert parameters(method) == expected
     assert inspect.iscoroutinefunction(method) is is_coroutine
+
+
+def test_the_direct_path_reads_what_it_needs_of_gunicorn() -> None:
+    """The connection loop still calls _serve_http_request and arms keep-alive."""
+    loop_source = inspect.getsource(ASGIProtocol._handle_connection)
+    assert "self._serve_http_request(" in loop_source
+    assert "self._arm_keepalive_timer()" in loop_source
+    assert isinstance(gunicorn_protocol._CACHED_SERVER_HEADER, bytes)
+    assert gunicorn_protocol._get_cached_date_header().startswith(b"Date: ")
+    protocol = Protocol(fake_worker())
+    for name in (
+        "_keepalive_handle",
+        "_keepalive",
+        "_pre_request",
+        "_post_request",
+        "_root_path",
+        "_task",
+        "_closed",
+    ):
+        assert hasattr(protocol, name), name
+
+
+def test_connections_use_gunicorns_c_parser() -> None:
+    """gunicorn_h1c parses our connections (gunicorn asks the subclass, then
+    reads ASGIProtocol: _protocol.py puts the answer where it is read)."""
+    protocol = Protocol(fake_worker())
+    protocol._setup_callback_parser()
+    assert type(protocol._callback_parser).__module__.startswith("gunicorn_h1c")
 
 
 def test_the_worker_makes_protocols_through_the_module_name() -> None:

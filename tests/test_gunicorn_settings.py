@@ -76,6 +76,32 @@ def test_keepalive_closes_idle_connections():
         assert 0.5 < time.monotonic() - started < 5 * UNIT
 
 
+def test_keepalive_deadline_moves_with_each_request():
+    """--keepalive 1: a connection busy for 2.5 s stays open, then closes when idle.
+
+    The worker keeps one keep-alive timer per connection and moves its
+    deadline with each request: the timer firing mid-way must not close a
+    connection that has not been idle for a whole second.
+    """
+    with (
+        serve("--keep-alive", "1") as process,
+        socket.create_connection(("127.0.0.1", process.port)) as sock,
+    ):
+        sock.settimeout(10 * UNIT)
+        busy_until = time.monotonic() + 2.5
+        served = 0
+        while time.monotonic() < busy_until:
+            sock.sendall(b"GET /env HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            served += 1
+            time.sleep(0.4)  # the client's pace is the test's input
+        last = time.monotonic()
+        while sock.recv(65536):
+            pass
+        assert served >= 6
+        assert 0.5 < time.monotonic() - last < 5 * UNIT
+
+
 def test_max_requests_jitter_recycles_within_the_bounds():
     """--max-requests 2 --max-requests-jitter 2: a new worker every 2 to 4 requests.
 

@@ -61,6 +61,8 @@ LAYERS: list[set[str]] = [
         "aiopyramid.gunicorn.worker",
         "aiopyramid.gunicorn._protocol",
         "aiopyramid.gunicorn._websocket",
+        "aiopyramid.gunicorn._http1",
+        "aiopyramid.gunicorn._access",
     },
 ]
 

@@ -31,6 +31,8 @@ from typing import Any
 
 from gunicorn.asgi.protocol import ASGIProtocol
 
+from ._http1 import DirectHTTP
+
 __all__ = ["Protocol"]
 
 
@@ -48,8 +50,22 @@ def _handshake_error(headers: list[tuple[str, str]]) -> tuple[int, str] | None:
     return None
 
 
-class Protocol(ASGIProtocol):  # type: ignore[misc]
-    """One connection to :class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`."""
+# gunicorn caches whether its C parser (gunicorn_h1c) is there on the class
+# it asks, but reads the answer back from ASGIProtocol: asked through a
+# subclass, the answer never reaches ASGIProtocol and every connection falls
+# back to the Python parser, slower by half.  Asking ASGIProtocol itself,
+# once, puts the answer where gunicorn reads it.
+ASGIProtocol._check_h1c_protocol_available()
+
+
+class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
+    """One connection to :class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`.
+
+    Plain HTTP/1 requests are served by :class:`._http1.DirectHTTP` (through
+    ``_serve_http_request``, which gunicorn's connection loop calls once per
+    request); websockets by :mod:`._websocket`; HTTP/2 and gunicorn's uWSGI
+    protocol by gunicorn's ASGI code and the ASGI bridge.
+    """
 
     _head_timer: asyncio.TimerHandle | None = None
 
@@ -65,10 +81,49 @@ class Protocol(ASGIProtocol):  # type: ignore[misc]
                 seconds, self._head_timed_out
             )
 
+    #: When an idle kept-alive connection is closed (loop time; ``None``
+    #: while a request is under way).
+    _idle_deadline: float | None = None
+
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the head deadline with the connection."""
+        """Forget the deadlines; cancel a request whose client left."""
         self._end_head_deadline()
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
+        self._client_gone()
         super().connection_lost(exc)
+
+    def _arm_keepalive_timer(self) -> None:
+        """Start the keep-alive deadline, reusing the connection's timer.
+
+        gunicorn makes a timer for every request on a kept-alive connection
+        and cancels it when the next request comes; here one timer per
+        connection follows a deadline field, moving itself when it fires
+        early and lapsing while a request is under way.
+        """
+        if self._keepalive <= 0:
+            return
+        loop = self.worker.loop
+        self._idle_deadline = loop.time() + self._keepalive
+        if self._keepalive_handle is None:
+            self._keepalive_handle = loop.call_at(
+                self._idle_deadline, self._keepalive_due
+            )
+
+    def _cancel_keepalive_timer(self) -> None:
+        self._idle_deadline = None
+
+    def _keepalive_due(self) -> None:
+        self._keepalive_handle = None
+        deadline = self._idle_deadline
+        if deadline is None or self._closed:
+            return
+        loop = self.worker.loop
+        if loop.time() < deadline:
+            self._keepalive_handle = loop.call_at(deadline, self._keepalive_due)
+        else:
+            self._keepalive_timeout()
 
     def _on_headers_complete(self) -> Any:
         self._end_head_deadline()

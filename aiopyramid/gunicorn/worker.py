@@ -50,6 +50,7 @@ try:
     from gunicorn.workers import gasgi
     from gunicorn.workers.gasgi import ASGIWorker
 
+    from ._access import AccessLog, Logged
     from ._protocol import Protocol
     from ._websocket import Settings
 except ImportError as error:  # pragma: no cover - depends on the installation
@@ -64,17 +65,6 @@ from .._settings import limit_setting, positive_setting
 from ..asgi import ASGIBridge, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
-
-
-class _Logged:
-    """What gunicorn's ``Logger.access`` reads of a response."""
-
-    __slots__ = ("headers", "sent", "status")
-
-    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int) -> None:
-        self.status = status
-        self.headers = headers
-        self.sent = sent
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -119,6 +109,8 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     websocket_settings: Settings = Settings()
     #: The loop serving this worker (set up by gunicorn's worker).
     loop: asyncio.AbstractEventLoop
+    #: Writes the access log of plain HTTP/1 requests (``None``: it is off).
+    access_log: AccessLog | None = None
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -160,6 +152,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         if max_size is not None and option.get() == option.default:
             self.cfg.set("websocket_max_message_size", max_size)
         self._read_timeouts()
+        self.access_log = AccessLog.for_worker(self.log, self.cfg)
         self.asgi = make_asgi_app(
             wsgi,
             # gunicorn's parser enforces limit_request_* itself, and its
@@ -187,7 +180,11 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         # our subclass, in this worker process only (the arbiter forked it);
         # tests/test_gunicorn_hooks.py fails if `_serve` stops using it.
         gasgi.ASGIProtocol = Protocol
-        super().run()
+        try:
+            super().run()
+        finally:
+            if self.access_log is not None:
+                self.access_log.flush()  # the lines of the last turn
 
     def _read_timeouts(self) -> None:
         """The head deadline and the websocket settings, from the application's."""
@@ -217,7 +214,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         code when it ends, with the connection's duration.
         """
         self.log.access(
-            _Logged(status, headers, sent), [], environ, timedelta(seconds=seconds)
+            Logged(status, headers, sent), [], environ, timedelta(seconds=seconds)
         )
 
     def app_settings(self) -> dict[str, Any]:
