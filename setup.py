@@ -51,6 +51,7 @@ setup(
             "hypercorn>=0.17",
             "granian>=1.6",
             "httpx>=0.27",
+            "h11>=0.14",
             "websockets>=13",
             "uvloop>=0.19",
             "playwright>=1.40",

@@ -186,8 +186,8 @@ class DirectResponse:
             lines.append(
                 b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
             )
-        if self.chunked:
-            self.length = None
+        if self.chunked or self.omits_body:
+            self.length = None  # nothing to count: chunked, or no body at all
         elif not framed and not self.omits_body:
             if request.version >= (1, 1):
                 self.chunked = True
