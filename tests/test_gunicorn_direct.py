@@ -11,8 +11,11 @@ this path too.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import select
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +245,28 @@ COMBINED = re.compile(
     r"^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
     r'"(\w+ \S+) HTTP/1\.[01]" (\d{3}) (\d+) "-" "-"$'
 )
+
+
+def test_a_client_still_sending_gets_its_refusal(server):
+    """A body over the limit, sent without reading: the 413 arrives, not a reset.
+
+    The client sends for a second before it looks for an answer.  The worker
+    shuts its side after the answer and drops what the client still sends
+    (a lingering close): closing at once would answer those bytes with a
+    reset, and a reset makes the client's system drop the answer unread.
+    """
+    with socket.create_connection(
+        ("127.0.0.1", server.port), timeout=10 * UNIT
+    ) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n"
+        )
+        sock.setblocking(False)
+        until = time.monotonic() + 1
+        while time.monotonic() < until:  # sending only, as a careless client does
+            select.select([], [sock], [], 0.1)
+            with contextlib.suppress(BlockingIOError):
+                sock.send(b"x" * 65536)
+        sock.setblocking(True)
+        answer = sock.recv(65536)  # a reset would raise here
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]

@@ -29,6 +29,7 @@ from typing import Any
 from gunicorn.asgi import protocol as gunicorn_protocol
 
 from .._access_log import log_environ
+from .._asgi_response import stream_async
 from .._bridge import run_in_child_greenlet, wait_for
 from .._environ import BadRequest, build_environ
 from .._failures import report_failure
@@ -217,6 +218,7 @@ class DirectResponse:
         ]
         self.started = True
         self.close = True
+        self.protocol._linger_on_close = True  # let the client read this
         self.sent = len(body)
         version = self.request.version
         self.protocol._safe_write(
@@ -267,8 +269,6 @@ class DirectHTTP:
         response = DirectResponse(self, request)
         scope = self._scope(request, sockname, peername)
         environ: dict[str, Any] | None = None
-        # Unless the response says otherwise: the request was abandoned.
-        ended = "499 Client Closed Request"
         bridge.active += 1
         try:
             if self._pre_request is not None:  # type: ignore[attr-defined]
@@ -287,9 +287,12 @@ class DirectHTTP:
             uncancel = getattr(asyncio.current_task(), "uncancel", None)
             if uncancel is not None:  # Python 3.11+
                 uncancel()
-        except Exception:
-            ended = "500 Internal Server Error"
-            raise
+        except Exception as error:  # a gunicorn hook, or reading the body
+            report_failure(environ or log_environ(scope), error)
+            if response.started:
+                response.close = True
+            else:
+                response.refuse(500, "Internal Server Error.")
         finally:
             bridge.active -= 1
             self._serving = None
@@ -297,8 +300,8 @@ class DirectHTTP:
                 environ = log_environ(scope)
             elif "wsgi.input" in environ:
                 environ["wsgi.input"].close()
-            if not response.started:
-                response.status, response.headers = ended, []
+            if not response.started:  # nothing was answered: the client left
+                response.status, response.headers = "499 Client Closed Request", []
             if access is not None:
                 access.write(response, request, environ, time.monotonic() - started)
             if self._post_request is not None:  # type: ignore[attr-defined]
@@ -345,10 +348,7 @@ class DirectHTTP:
             if type(result) is list:
                 response.put(b"".join(result), False)
             elif result is not None:
-                async for chunk in result:
-                    if chunk:
-                        await response.send_body(chunk, True)
-                await response.send_body(b"", False)
+                await stream_async(result, response)
         except Exception as error:
             report_failure(environ, error)
             if response.started:

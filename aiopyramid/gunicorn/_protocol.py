@@ -84,10 +84,57 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
     #: When an idle kept-alive connection is closed (loop time; ``None``
     #: while a request is under way).
     _idle_deadline: float | None = None
+    #: Seconds a connection closed after an error answer goes on reading,
+    #: and dropping, what its client still sends.
+    linger = 2.0
+    #: Whether the next close lingers (an error answer was sent).
+    _linger_on_close = False
+    #: The end of a lingering close, while it lasts.
+    _linger_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Hand bytes to gunicorn, or drop them during a lingering close."""
+        if self._linger_timer is None:
+            super().data_received(data)
+
+    def _send_error_response(
+        self, status: int, message: str, extra_headers: Any = ()
+    ) -> None:
+        self._linger_on_close = True
+        super()._send_error_response(status, message, extra_headers)
+
+    def _close_transport(self) -> None:
+        """Close; after an error answer, linger so the client can read it.
+
+        A client still sending (an endless head, a body over the limit) would
+        otherwise get a reset in answer to its next bytes, and a reset makes
+        its system drop the answer unread.  So the write side is shut (the
+        answer, then FIN) and what the client sends meanwhile is read and
+        dropped, for :attr:`linger` seconds at most.
+        """
+        transport = self.transport
+        if (
+            not self._linger_on_close
+            or self._closed
+            or transport is None
+            or not transport.can_write_eof()
+        ):
+            super()._close_transport()
+            return
+        self._closed = True
+        try:
+            transport.write_eof()
+            transport.resume_reading()
+        except Exception:  # already gone: nothing to linger for
+            transport.close()
+            return
+        self._linger_timer = self.worker.loop.call_later(self.linger, transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the deadlines; cancel a request whose client left."""
         self._end_head_deadline()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()
             self._keepalive_handle = None

@@ -36,8 +36,9 @@ def stream(request):
     """A generated body without Content-Length (plain view: runs in a thread)."""
 
     def chunks():
-        for part in (b"one,", b"two,", b"three"):
-            yield part
+        yield b"one,"
+        yield b"two,"
+        yield b"three"
 
     return Response(app_iter=chunks())
 
