@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._bridge import wait_for
+from ._types import Headers, Receive, Send
 
 if TYPE_CHECKING:
     from .websocket._asgi import ASGIWebsocket
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger("aiopyramid.asgi")
 
@@ -48,14 +46,14 @@ class Response:
         self._send = send
         self.kind = kind
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        self.headers: Headers = []
         self.started = False
         self.sent = 0
         self.discard = False
         self.ws = ws
 
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        self, status: str, headers: Headers, exc_info: Any = None
     ) -> Callable[[bytes], None]:
         """The WSGI ``start_response`` callable."""
         if exc_info is not None:

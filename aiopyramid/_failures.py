@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+
+from ._types import Environ
 
 log = logging.getLogger("aiopyramid")
 
@@ -25,7 +26,7 @@ _BRIDGE_FILES = frozenset(
 )
 
 
-def report_failure(environ: dict[str, Any], error: BaseException) -> None:
+def report_failure(environ: Environ, error: BaseException) -> None:
     """Log that the application raised ``error`` while serving ``environ``."""
     view = environ.get(VIEW_KEY)
     log.error(

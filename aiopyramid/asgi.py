@@ -23,7 +23,6 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from pyramid.settings import asbool
@@ -35,6 +34,7 @@ from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
 from ._failures import report_failure
 from ._settings import limit_setting
 from ._startup import check_included
+from ._types import AccessLogger, Environ, Receive, Scope, Send, WSGIApp
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
 
@@ -47,15 +47,6 @@ __all__ = [
     "log_access",
     "make_asgi_app",
 ]
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-#: Called once a response is complete: (environ, status line, response
-#: headers, body bytes sent, seconds taken).
-AccessLogger = Callable[[dict[str, Any], str, list[tuple[str, str]], int, float], None]
 
 log = logging.getLogger("aiopyramid.asgi")
 
@@ -140,7 +131,7 @@ class ASGIBridge:
             raise ValueError(f"aiopyramid.asgi cannot serve {kind!r} scopes")
 
     # -- plain code, in the request's greenlet ----------------------------
-    def _call_app(self, environ: dict[str, Any], response: Response) -> Any:
+    def _call_app(self, environ: Environ, response: Response) -> Any:
         """Call the application; stream a generated body from here.
 
         Lists (Pyramid's usual body) and async iterables are handed back for
@@ -169,7 +160,7 @@ class ASGIBridge:
         logger = self.access_logger
         started_at = time.monotonic() if logger is not None else 0.0
         response = Response(send)
-        environ: dict[str, Any] | None = None
+        environ: Environ | None = None
         ended = "499 Client Closed Request"  # unless something else is known
         self.active += 1
         try:
@@ -192,7 +183,7 @@ class ASGIBridge:
 
     async def _serve_http(
         self, scope: Scope, receive: Receive, response: Response
-    ) -> dict[str, Any] | None:
+    ) -> Environ | None:
         """Serve one request; return its environ (``None`` if refused early)."""
         limit = self.max_concurrency
         if limit is not None and self.active > limit:
@@ -267,7 +258,7 @@ class ASGIBridge:
             environ["wsgi.input"].close()
         return environ
 
-    def _has_body(self, scope: Scope, environ: dict[str, Any]) -> bool:
+    def _has_body(self, scope: Scope, environ: Environ) -> bool:
         length = environ.get("CONTENT_LENGTH")
         if length is not None:
             return bool(length != "0")

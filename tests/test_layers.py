@@ -18,6 +18,7 @@ PACKAGE = ROOT / "aiopyramid"
 LAYERS: list[set[str]] = [
     {  # small utilities
         "aiopyramid.exceptions",
+        "aiopyramid._types",
         "aiopyramid._settings",
         "aiopyramid._startup",
         "aiopyramid._failures",
