@@ -62,3 +62,25 @@ def test_no_module_is_over_400_lines():
     lines = module_lines()
     assert len(lines) > 30  # the package was found
     assert {path: n for path, n in lines.items() if n > MAX_LINES} == {}
+
+
+def test_the_version_is_stated_once():
+    """setup.py and the docs take the package's __version__; none repeats it."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    import aiopyramid
+
+    version = aiopyramid.__version__
+    assert importlib.metadata.version("aiopyramid") == version
+    built = subprocess.run(
+        [sys.executable, "setup.py", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert built.stdout.split()[-1] == version
+    for path in ("setup.py", "docs/conf.py"):
+        assert version not in (ROOT / path).read_text(encoding="utf-8"), path
