@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {  # small utilities
         "aiopyramid.exceptions",
         "aiopyramid._types",
+        "aiopyramid._unwrap",
         "aiopyramid._settings",
         "aiopyramid._startup",
         "aiopyramid._failures",

@@ -89,8 +89,8 @@ class WebsocketMapperBase:
     def view_target(self, view: Any) -> Callable[[Any, Any], Any]:
         """``(context, request) -> callable(ws)`` for a function or class view."""
         attr = self.attr
+        allow_yield_from(view, attr)
         if inspect.isclass(view):
-            allow_yield_from(getattr(view, attr or "__call__", None))
             factory: Any = view
 
             def from_class(context: Any, request: Any) -> Any:
@@ -99,7 +99,6 @@ class WebsocketMapperBase:
 
             return from_class
         target = getattr(view, attr) if attr else view
-        allow_yield_from(target)
         return lambda context, request: target
 
 
