@@ -22,7 +22,13 @@ VIEW_KEY = "aiopyramid.view"
 #: Source files of the bridge, whose frames lead a failure's traceback.
 _BRIDGE_FILES = frozenset(
     str(Path(__file__).with_name(name))
-    for name in ("asgi.py", "_bridge.py", "_asgi_response.py")
+    for name in (
+        "asgi.py",
+        "_asgi_http.py",
+        "_asgi_websocket.py",
+        "_asgi_response.py",
+        "_bridge.py",
+    )
 )
 
 

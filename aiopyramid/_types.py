@@ -79,10 +79,16 @@ class WebsocketScope(_ConnectionScope, total=False):
     subprotocols: list[str]
 
 
+#: The type of a response's head: plain, or a websocket's refusal.
+StartType = Literal["http.response.start", "websocket.http.response.start"]
+#: The type of a response's body chunk: plain, or a websocket's refusal.
+BodyType = Literal["http.response.body", "websocket.http.response.body"]
+
+
 class ResponseStart(TypedDict):
     """``http.response.start`` (or ``websocket.http.response.start``)."""
 
-    type: Literal["http.response.start", "websocket.http.response.start"]
+    type: StartType
     status: int
     headers: list[tuple[bytes, bytes]]
 
@@ -90,7 +96,7 @@ class ResponseStart(TypedDict):
 class ResponseBody(TypedDict, total=False):
     """``http.response.body`` (or ``websocket.http.response.body``)."""
 
-    type: Literal["http.response.body", "websocket.http.response.body"]
+    type: BodyType
     body: bytes
     more_body: bool
 

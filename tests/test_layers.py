@@ -53,6 +53,8 @@ LAYERS: list[set[str]] = [
     {  # server adapters
         "aiopyramid.asgi",
         "aiopyramid._asgi_response",
+        "aiopyramid._asgi_http",
+        "aiopyramid._asgi_websocket",
         "aiopyramid.websocket._asgi",
         "aiopyramid.websocket.config",
         "aiopyramid.websocket.config._base",
