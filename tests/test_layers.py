@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid._threadlocal",
         "aiopyramid._broadcast_errors",
         "aiopyramid.websocket.exceptions",
+        "aiopyramid.websocket.interface",
         "aiopyramid.websocket._sansio",
         "aiopyramid.pcreate",
     },

@@ -13,6 +13,7 @@ from pyramid.settings import aslist
 from zope.interface import implementer, provider
 
 from ..._bridge import allow_yield_from
+from ..interface import Websocket
 
 M = TypeVar("M", bound="WebsocketMapperBase")
 
@@ -86,7 +87,9 @@ class WebsocketMapperBase:
             "mapper's allowed_origins option) to allow them."
         )
 
-    def view_target(self, view: Any) -> Callable[[Any, Any], Any]:
+    def view_target(
+        self, view: Any
+    ) -> Callable[[Any, Any], Callable[[Websocket], Any]]:
         """``(context, request) -> callable(ws)`` for a function or class view."""
         attr = self.attr
         allow_yield_from(view, attr)

@@ -25,12 +25,13 @@ from typing import Any, ClassVar
 from ..._bridge import wait_for
 from .._asgi import WEBSOCKET_KEY, ASGIWebsocket
 from ..exceptions import WebsocketClosed
+from ..interface import Websocket
 from ._base import WebsocketMapperBase, not_a_websocket
 
 __all__ = ["ASGIWebsocket", "WebsocketMapper"]
 
 
-async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None:
+async def _serve(run: Callable[[Websocket], Any], ws: ASGIWebsocket) -> None:
     """Run the view's coroutine (or plain call) for one connection, on the loop.
 
     A view that returns closes with ``1000``; one that raises with ``1011``
