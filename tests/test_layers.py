@@ -59,6 +59,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.websocket._asgi",
         "aiopyramid.websocket.config",
         "aiopyramid.websocket.config._base",
+        "aiopyramid.websocket.config._options",
         "aiopyramid.websocket.config.gunicorn",
         "aiopyramid.websocket.config.uwsgi",
         "aiopyramid.websocket.config._uwsgi_connection",
