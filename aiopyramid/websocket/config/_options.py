@@ -29,8 +29,9 @@ def clean_options(mapper: type[Any], options: Mapping[str, Any]) -> dict[str, An
     """Check ``options`` for ``mapper``; ``None`` values mean "unchanged".
 
     Sequences become tuples; ``use_bytes`` and ``use_str`` are both set from
-    whichever is given; the names come in the order of :data:`OPTIONS`.  Raises :class:`TypeError` for an unknown name and
-    :class:`ValueError` when both spellings are given and disagree.
+    whichever is given; the names come in the order of :data:`OPTIONS`.
+    Raises :class:`TypeError` for an unknown name and :class:`ValueError`
+    when both spellings are given and disagree.
     """
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
