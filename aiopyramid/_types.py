@@ -1,11 +1,12 @@
 """The types of the WSGI and ASGI interfaces, named once for the whole package.
 
 WSGI (PEP 3333): :data:`Environ`, :class:`StartResponse`, :data:`WSGIApp`.
-ASGI 3: :data:`Scope`, :data:`Message`, :data:`Receive`, :data:`Send`, and
-TypedDicts for the shapes aiopyramid reads and writes: the keys of an
-:class:`HTTPScope` and a :class:`WebsocketScope`, and every message the
-bridge sends.  What a server hands over (scopes, received messages) is typed
-as a plain ``dict``, since servers add keys of their own; what aiopyramid
+ASGI 3: :data:`Scope`, :data:`Message`, :data:`Receive`, :data:`Send`,
+:data:`ASGIApp`, and TypedDicts for the shapes aiopyramid reads and writes:
+the keys of an :class:`HTTPScope` and a :class:`WebsocketScope`, and every
+message the bridge sends.  What a server hands over (scopes, received
+messages) is typed as a plain ``dict``, since servers add keys of their own
+(the scope TypedDicts say which keys aiopyramid reads); what aiopyramid
 sends is one of the TypedDicts, and :data:`Send` takes any mapping.
 """
 
@@ -46,6 +47,8 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 #: The ASGI ``send`` callable: takes any of the messages below.
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+#: An ASGI 3 application (:class:`aiopyramid.asgi.ASGIBridge` is one).
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _ConnectionScope(TypedDict, total=False):
