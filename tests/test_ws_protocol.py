@@ -86,3 +86,25 @@ def test_the_websockets_page_documents_each_member():
     named = set(re.findall(r"``(?:await )?ws\.(\w+)", "\n".join(terms)))
     assert named == MEMBERS
     assert "aiopyramid.websocket.interface.Websocket" in section
+
+
+def test_the_interface_example_echoes():
+    """The module's typed echo view runs as written."""
+    import textwrap
+
+    from aiopyramid.websocket import interface
+    from aiopyramid.websocket.config import WebsocketMapper
+
+    from .asgi_client import texts, websocket_conversation
+    from .test_websocket_options import serve
+
+    after = (interface.__doc__ or "").split("::\n", 1)[1].splitlines()
+    code = []
+    for line in after:  # the literal block: indented (or blank) lines
+        if line and not line.startswith("    "):
+            break
+        code.append(line)
+    namespace: dict = {}
+    exec(textwrap.dedent("\n".join(code)), namespace)
+    app = serve(namespace["echo"], mapper=WebsocketMapper)
+    assert texts(websocket_conversation(app, "/ws", ["a", b"b"])) == ["a", b"b"]
