@@ -86,28 +86,6 @@ def test_the_version_is_stated_once():
         assert version not in (ROOT / path).read_text(encoding="utf-8"), path
 
 
-def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen, todo = set(), list(graph[start])
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(graph.get(module, ()))
-    return seen
-
-
-def test_the_websocket_mapper_does_not_import_the_asgi_bridge():
-    """WEBSOCKET_KEY and the ws object live apart from the bridge's halves."""
-    from .test_layers import import_graph
-
-    graph = import_graph()
-    bridge = {"aiopyramid.asgi", "aiopyramid._asgi_http", "aiopyramid._asgi_websocket"}
-    assert reachable(graph, "aiopyramid.websocket.config.gunicorn") & bridge == set()
-    # The bridge's two halves are separate: neither imports the other.
-    assert "aiopyramid._asgi_websocket" not in reachable(graph, "aiopyramid._asgi_http")
-    assert "aiopyramid._asgi_http" not in reachable(graph, "aiopyramid._asgi_websocket")
-
-
 def test_the_http_response_has_no_websocket_fields():
     """Only the websocket half's Denial knows about the ws object."""
     from aiopyramid._asgi_response import Response

@@ -92,11 +92,12 @@ def test_the_interface_example_echoes():
     """The module's typed echo view runs as written."""
     import textwrap
 
+    from aiopyramid.asgi import make_asgi_app
     from aiopyramid.websocket import interface
     from aiopyramid.websocket.config import WebsocketMapper
 
     from .asgi_client import texts, websocket_conversation
-    from .test_websocket_options import serve
+    from .conftest import make_app
 
     after = (interface.__doc__ or "").split("::\n", 1)[1].splitlines()
     code = []
@@ -106,5 +107,10 @@ def test_the_interface_example_echoes():
         code.append(line)
     namespace: dict = {}
     exec(textwrap.dedent("\n".join(code)), namespace)
-    app = serve(namespace["echo"], mapper=WebsocketMapper)
+
+    def route(config):
+        config.add_route("ws", "/ws")
+        config.add_view(namespace["echo"], route_name="ws", mapper=WebsocketMapper)
+
+    app = make_asgi_app(make_app(route))
     assert texts(websocket_conversation(app, "/ws", ["a", b"b"])) == ["a", b"b"]
