@@ -1,14 +1,37 @@
 """Packaging for aiopyramid."""
 
+import ast
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+
+def read_version() -> str:
+    """``__version__`` of aiopyramid/__init__.py, read without importing it.
+
+    The package's one statement of its version: importing the package here
+    would need its dependencies before they are installed.
+    """
+    source = HERE / "aiopyramid" / "__init__.py"
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(target, "id", None) for target in node.targets]
+            == ["__version__"]
+            and isinstance(node.value, ast.Constant)
+        ):
+            return str(node.value.value)
+    raise RuntimeError(
+        f'{source} has no `__version__ = "..."` line: put the version there, '
+        "as a plain string."
+    )
+
+
 setup(
     name="aiopyramid",
-    version="1.0.0.dev0",
+    version=read_version(),
     description="Run Pyramid applications on asyncio: coroutine views, websockets, "
     "gunicorn, uWSGI and ASGI servers.",
     long_description=(HERE / "README.rst").read_text(encoding="utf-8"),

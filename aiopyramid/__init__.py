@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["includeme"]
 
+#: The version, stated here only: setup.py and the docs read it from this line.
 __version__ = "1.0.0.dev0"
 
 

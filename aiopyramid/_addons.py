@@ -18,6 +18,12 @@ application uses them:
   request blocking on it would stop the loop's thread for good while the
   first one waits on that loop.  The lock is replaced with one that makes
   the second request's greenlet wait while the loop runs on.
+
+The toolbar's handler and lock are shared by every application of the
+process, so they are replaced once, but each acts as adapted only for the
+requests of applications that include aiopyramid: another application in
+the same process (one served by a threaded WSGI server, say) keeps the
+toolbar's own behaviour.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pyramid.interfaces import ITweens
 from pyramid.threadlocal import get_current_request
 
 from ._bridge import in_loop_greenlet, running_loop, wait_for
+from ._startup import IIncluded
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -60,12 +67,20 @@ def use_request_transaction_managers(registry: Any) -> None:
         settings["tm.manager_hook"] = TM_MANAGER_HOOK
 
 
+def includes_aiopyramid(request: Any) -> bool:
+    """Whether ``request`` belongs to an application that included aiopyramid."""
+    query = getattr(getattr(request, "registry", None), "queryUtility", None)
+    return query is not None and query(IIncluded) is not None
+
+
 def adapt_debugtoolbar() -> None:
     """Adapt the debug toolbar's panels, if the application loaded them.
 
     Runs when the configuration is committed: by then
     ``config.include('pyramid_debugtoolbar')`` has imported its panels,
-    whichever was included first.  Idempotent.
+    whichever was included first.  Idempotent.  The adapted panels act
+    differently only for requests of applications that include aiopyramid
+    (:func:`includes_aiopyramid`).
     """
     logger_panel = sys.modules.get("pyramid_debugtoolbar.panels.logger")
     if logger_panel is not None:
@@ -88,9 +103,12 @@ def _request_tracking_handler(base: type[Any]) -> type[Any]:
 
         The current request is Pyramid's, kept per request by aiopyramid and
         carried into executor threads, so what a plain view logs from its
-        thread shows up too.  Records logged outside any request are not
-        kept: no panel would ever collect them.  Records are held weakly by
-        request, so a request whose panel never collects them leaks nothing.
+        thread shows up too.  Requests of applications without aiopyramid
+        have their records filed under the thread, as the toolbar does.
+        Records logged outside any request are not kept: no panel would ever
+        show them (the toolbar's own clears them when a request starts).
+        Records are held weakly by request (or thread), so a request whose
+        panel never collects them leaks nothing.
         """
 
         def emit(self, record: Any) -> None:
@@ -107,9 +125,18 @@ def _request_tracking_handler(base: type[Any]) -> type[Any]:
 
 
 def _records_key() -> Any:
-    # Outside a request, the thread stands in, as in the panel's own handler.
+    # Outside a request, or in a request of an application without
+    # aiopyramid, the thread, as in the panel's own handler.
     request = get_current_request()
-    return request if request is not None else threading.current_thread()
+    if request is not None and includes_aiopyramid(request):
+        return request
+    return threading.current_thread()
+
+
+def _of_another_app() -> bool:
+    """Whether the current request belongs to an application without aiopyramid."""
+    request = get_current_request()
+    return request is not None and not includes_aiopyramid(request)
 
 
 class LoopFriendlyLock:
@@ -117,8 +144,9 @@ class LoopFriendlyLock:
 
     In a request's greenlet on a running loop, a contended ``acquire`` makes
     the greenlet wait for the holder's release while the loop serves others;
-    elsewhere (a thread of its own) it blocks as a :class:`threading.Lock`
-    does.  Only ``with lock:`` is supported, which is how the panel uses it.
+    elsewhere (a thread of its own, or a request of an application that does
+    not include aiopyramid) it blocks as a :class:`threading.Lock` does.  Only ``with
+    lock:`` is supported, which is how the panel uses it.
     """
 
     def __init__(self) -> None:
@@ -128,7 +156,7 @@ class LoopFriendlyLock:
 
     def __enter__(self) -> None:
         loop = running_loop()
-        if loop is None or in_loop_greenlet():
+        if loop is None or in_loop_greenlet() or _of_another_app():
             self._thread_lock.acquire()
             return
         while self._holder is not None:

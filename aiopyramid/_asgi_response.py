@@ -3,6 +3,8 @@
 One :class:`Response` per request.  It also sends the bridge's own refusals
 (``400``, ``408``, ``413``, ``503``) and replaces a response whose headers
 could split it (CR, LF or NUL in a name or value) by a logged ``500``.
+:func:`call_app` runs the WSGI application against it, in the request's
+greenlet, for both halves of the bridge (HTTP and websocket).
 """
 
 from __future__ import annotations
@@ -10,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ._bridge import wait_for
-
-if TYPE_CHECKING:
-    from .websocket._asgi import ASGIWebsocket
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+from ._types import (
+    BodyType,
+    Environ,
+    Headers,
+    Receive,
+    ResponseBody,
+    ResponseStart,
+    Send,
+    StartType,
+    WSGIApp,
+)
 
 log = logging.getLogger("aiopyramid.asgi")
 
@@ -31,31 +38,23 @@ class Response:
     raised before that can still replace them.
     """
 
-    __slots__ = (
-        "_send",
-        "discard",
-        "headers",
-        "kind",
-        "sent",
-        "started",
-        "status",
-        "ws",
-    )
+    __slots__ = ("_send", "discard", "headers", "sent", "started", "status")
 
-    def __init__(
-        self, send: Send, kind: str = "http.response", ws: ASGIWebsocket | None = None
-    ) -> None:
+    #: The ASGI message types of the head and of each body chunk.
+    START: ClassVar[StartType] = "http.response.start"
+    BODY: ClassVar[BodyType] = "http.response.body"
+
+    def __init__(self, send: Send) -> None:
         self._send = send
-        self.kind = kind
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        self.headers: Headers = []
         self.started = False
         self.sent = 0
+        #: Whether nothing more is to be sent (the response was replaced).
         self.discard = False
-        self.ws = ws
 
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        self, status: str, headers: Headers, exc_info: Any = None
     ) -> Callable[[bytes], None]:
         """The WSGI ``start_response`` callable."""
         if exc_info is not None:
@@ -100,27 +99,27 @@ class Response:
             self.discard = True
             return
         self.started = True
-        await self._send(
-            {
-                "type": self.kind + ".start",
-                "status": int(self.status[:3]),
-                "headers": [
-                    (name.encode("latin-1"), value.encode("latin-1"))
-                    for name, value in self.headers
-                ],
-            }
-        )
+        start: ResponseStart = {
+            "type": self.START,
+            "status": int(self.status[:3]),
+            "headers": [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers
+            ],
+        }
+        await self._send(start)
 
     async def send_body(self, data: bytes, more: bool) -> None:
         """Send one chunk of the body (with the headers first, if not yet sent)."""
-        if self.discard or (self.ws is not None and self.ws.accepted):
-            return  # a websocket's HTTP response has no one to go to
+        if self.discard:
+            return
         if not self.started:
             await self._start()
             if self.discard:
                 return
         self.sent += len(data)
-        await self._send({"type": self.kind + ".body", "body": data, "more_body": more})
+        body: ResponseBody = {"type": self.BODY, "body": data, "more_body": more}
+        await self._send(body)
 
     def finish(self) -> None:
         """End the body from plain code."""
@@ -137,17 +136,17 @@ class Response:
         ]
         self.started = True
         self.sent = len(body)
-        await self._send(
-            {
-                "type": self.kind + ".start",
-                "status": status,
-                "headers": [
-                    (name.encode("latin-1"), value.encode("latin-1"))
-                    for name, value in self.headers
-                ],
-            }
-        )
-        await self._send({"type": self.kind + ".body", "body": body})
+        start: ResponseStart = {
+            "type": self.START,
+            "status": status,
+            "headers": [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers
+            ],
+        }
+        await self._send(start)
+        whole: ResponseBody = {"type": self.BODY, "body": body}
+        await self._send(whole)
 
 
 class Watch:
@@ -183,6 +182,36 @@ class Watch:
             self.timer.cancel()
         if self.watcher is not None:
             self.watcher.cancel()
+
+
+def _sync_iterable(app_iter: Any) -> bool:
+    return not (hasattr(app_iter, "__aiter__") and not hasattr(app_iter, "__iter__"))
+
+
+def call_app(app: WSGIApp, environ: Environ, response: Response) -> Any:
+    """Call the application; stream a generated body from here.
+
+    Runs in the request's greenlet.  Lists (Pyramid's usual body) and async
+    iterables are handed back for the loop to send without further switches;
+    other iterables may run plain code that waits, so they are iterated
+    here, and ``None`` is returned.
+    """
+    app_iter = app(environ, response.start_response)
+    if type(app_iter) is list or not _sync_iterable(app_iter):
+        return app_iter
+    try:
+        for chunk in app_iter:
+            if chunk:
+                # Each chunk waits until the server has taken it: a slow
+                # client slows the generator down instead of memory
+                # filling up.
+                wait_for(response.send_body(chunk, True), "sending the response")
+        response.finish()
+    finally:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
+    return None
 
 
 async def stream_async(app_iter: Any, response: Response) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import inspect
 import sys
 import threading
@@ -36,6 +35,7 @@ from typing import Any, TypeVar
 
 import greenlet
 
+from ._unwrap import unwrap_view
 from .exceptions import ScopeError
 
 T = TypeVar("T")
@@ -135,31 +135,20 @@ def idle_greenlets() -> list[_SpawnedGreenlet]:
     return _state.idle
 
 
-def _underlying_function(obj: Any) -> Any:
-    """Find the plain function behind a bound method, partial or callable."""
-    while True:
-        if isinstance(obj, functools.partial):
-            obj = obj.func
-        elif inspect.ismethod(obj):
-            obj = obj.__func__
-        elif inspect.isfunction(obj) or inspect.isclass(obj) or not callable(obj):
-            return obj
-        else:  # a callable instance
-            obj = type(obj).__call__
-
-
-def allow_yield_from(obj: Any) -> None:
+def allow_yield_from(obj: Any, attr: str | None = None) -> None:
     """Let a legacy generator function ``yield from`` native coroutines.
 
     Python 3.11 removed ``asyncio.coroutine``; :func:`types.coroutine` still
     flags a generator function's code object (in place) so that the
     generators it makes may delegate to ``async def`` coroutines and be
-    awaited.  Applied to the function behind methods, partials and callable
-    objects, since a wrapper around those would not help.
+    awaited.  Applied to every generator function behind ``obj`` (a view,
+    with ``attr``, as :func:`~aiopyramid._unwrap.unwrap_view` finds them:
+    behind methods, partials, callable objects and ``functools.wraps``
+    wrappers), since a wrapper around those would not help.
     """
-    func = _underlying_function(obj)
-    if inspect.isfunction(func) and inspect.isgeneratorfunction(func):
-        types.coroutine(func)
+    for func in unwrap_view(obj, attr):
+        if inspect.isfunction(func) and inspect.isgeneratorfunction(func):
+            types.coroutine(func)
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:

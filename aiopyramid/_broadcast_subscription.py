@@ -13,9 +13,10 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ._broadcast_errors import BroadcastError, InvalidChannel, SlowSubscriber
+from .websocket.interface import Websocket
 
 if TYPE_CHECKING:
     from ._broadcast_memory import Hub
@@ -25,17 +26,6 @@ log = logging.getLogger("aiopyramid.broadcast")
 
 Message = str | bytes
 _CHANNEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@/+=-]{0,199}")
-
-
-class Websocket(Protocol):
-    """What a relay needs of a connection: the ``ws`` of every mapper has it."""
-
-    closed: bool
-
-    async def send(self, message: Message) -> None: ...  # pragma: no cover
-    async def close(
-        self, code: int = ..., reason: str = ...
-    ) -> None: ...  # pragma: no cover
 
 
 def check_channel(channel: object) -> str:

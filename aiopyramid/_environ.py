@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from .exceptions import AiopyramidError
+
 # Headers that PEP 3333 names without the HTTP_ prefix.
 _UNPREFIXED = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
@@ -42,7 +44,7 @@ class BadRequest(Exception):
     """The request cannot be served as sent (answered 400); the message says why."""
 
 
-class LimitExceeded(BadRequest):
+class LimitExceeded(BadRequest, AiopyramidError):
     """The request head breaks one of the :class:`Limits`; the message says which."""
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+
+from ._types import Environ
 
 log = logging.getLogger("aiopyramid")
 
@@ -21,11 +22,17 @@ VIEW_KEY = "aiopyramid.view"
 #: Source files of the bridge, whose frames lead a failure's traceback.
 _BRIDGE_FILES = frozenset(
     str(Path(__file__).with_name(name))
-    for name in ("asgi.py", "_bridge.py", "_asgi_response.py")
+    for name in (
+        "asgi.py",
+        "_asgi_http.py",
+        "_asgi_websocket.py",
+        "_asgi_response.py",
+        "_bridge.py",
+    )
 )
 
 
-def report_failure(environ: dict[str, Any], error: BaseException) -> None:
+def report_failure(environ: Environ, error: BaseException) -> None:
     """Log that the application raised ``error`` while serving ``environ``."""
     view = environ.get(VIEW_KEY)
     log.error(

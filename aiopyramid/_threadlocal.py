@@ -7,12 +7,14 @@ resumes would find another request on top.  Pyramid imports that object by
 name in several modules, so replacing it would not reach them all; instead
 the object itself is switched to a class whose stack lives in a
 :class:`~contextvars.ContextVar`, which greenlets, tasks and copied contexts
-(executor threads) each see their own way.
+(executor threads) each see their own way.  :func:`install` does it (when
+``config.include('aiopyramid')`` runs) and :func:`uninstall` undoes it.
 """
 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
 import pyramid.threadlocal
@@ -32,6 +34,9 @@ class ContextLocalManager(ThreadLocalManager):
         # threading.local runs __init__ again in each new thread: it must not
         # reset the stack there, or executor threads would lose the request.
         self.default = default
+        # The thread's own stack, unused here, is what Pyramid's class finds
+        # again in this thread if uninstall() switches back to it.
+        self.__dict__.setdefault("stack", [])
 
     @property
     def stack(self) -> list[Any]:  # type: ignore[override]
@@ -62,11 +67,37 @@ class ContextLocalManager(ThreadLocalManager):
         _stack.set(())
 
 
-def install() -> None:
-    """Switch Pyramid's global manager to per-context storage (idempotent)."""
+#: The class of Pyramid's manager before :func:`install` switched it.
+_original: type[ThreadLocalManager] = ThreadLocalManager
+
+
+def install() -> Callable[[], None]:
+    """Switch Pyramid's global manager to per-context storage (idempotent).
+
+    Returns :func:`uninstall`, which undoes it.
+    """
+    global _original
     manager = pyramid.threadlocal.manager
     if type(manager) is not ContextLocalManager:
+        _original = type(manager)
         stack = list(manager.stack)
         manager.__class__ = ContextLocalManager
         for info in stack:
             manager.push(info)
+    return uninstall
+
+
+def uninstall() -> None:
+    """Switch Pyramid's global manager back to per-thread storage (idempotent).
+
+    The current context's stack becomes the current thread's; other threads
+    find their own stacks (empty if they started after :func:`install`).
+    It is process-wide, as :func:`install` is: for tests and for shutting
+    down, not while requests interleave.
+    """
+    manager = pyramid.threadlocal.manager
+    if type(manager) is ContextLocalManager:
+        stack = list(_stack.get())
+        _stack.set(())
+        manager.__class__ = _original
+        manager.__dict__["stack"] = stack  # this thread's, where Pyramid keeps it

@@ -17,13 +17,15 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
+from .exceptions import AiopyramidError
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 #: Bodies larger than this many bytes are kept in a temporary file.
 SPOOL_SIZE = 1024 * 1024
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(AiopyramidError):
     """The request body is larger than the configured maximum (answered 413)."""
 
 

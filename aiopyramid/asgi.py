@@ -15,28 +15,24 @@ bridge owns both bodies: the request's is read before the application runs
 (spooled to a temporary file past 1 MiB), so that ``request.body`` works even
 in a coroutine view, which may not wait; the response's is sent chunk by
 chunk as the application produces it.
+
+This module holds the bridge's settings and its public names; the work is
+done by its two halves, ``aiopyramid/_asgi_http.py`` (``http`` scopes) and
+``aiopyramid/_asgi_websocket.py`` (``websocket`` scopes), with the response
+in ``aiopyramid/_asgi_response.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
-
 from pyramid.settings import asbool
 
-from ._access_log import log_access, log_environ
-from ._asgi_response import Response, Watch, stream_async
-from ._bridge import run_in_child_greenlet, wait_for
-from ._environ import HEADER_MAPS, BadRequest, Limits, build_environ
-from ._failures import report_failure
+from ._access_log import log_access
+from ._asgi_http import HTTPHalf
+from ._asgi_websocket import WebsocketHalf
+from ._environ import HEADER_MAPS, Limits
 from ._settings import limit_setting
 from ._startup import check_included
-from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
-from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
+from ._types import AccessLogger, Receive, Scope, Send, WSGIApp
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -47,22 +43,6 @@ __all__ = [
     "log_access",
     "make_asgi_app",
 ]
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-#: Called once a response is complete: (environ, status line, response
-#: headers, body bytes sent, seconds taken).
-AccessLogger = Callable[[dict[str, Any], str, list[tuple[str, str]], int, float], None]
-
-log = logging.getLogger("aiopyramid.asgi")
-
-#: Seconds after which a request still running starts watching for its
-#: client's disconnection (and is cancelled when it comes).
-WATCH_AFTER = 0.25
-
 
 #: Largest request body accepted when nothing says otherwise: 32 MiB.  The
 #: bridge reads a whole body before the application runs (to a temporary file
@@ -80,11 +60,7 @@ DEFAULT_BODY_TIMEOUT = 30.0
 OFF = "0 turns the limit off."
 
 
-def _sync_iterable(app_iter: Any) -> bool:
-    return not (hasattr(app_iter, "__aiter__") and not hasattr(app_iter, "__iter__"))
-
-
-class ASGIBridge:
+class ASGIBridge(HTTPHalf, WebsocketHalf):
     """An ASGI 3 application serving a WSGI application from the server's loop.
 
     Build it with :func:`make_asgi_app`.  ``http`` requests run the WSGI
@@ -138,193 +114,6 @@ class ASGIBridge:
             await self._lifespan(receive, send)
         else:
             raise ValueError(f"aiopyramid.asgi cannot serve {kind!r} scopes")
-
-    # -- plain code, in the request's greenlet ----------------------------
-    def _call_app(self, environ: dict[str, Any], response: Response) -> Any:
-        """Call the application; stream a generated body from here.
-
-        Lists (Pyramid's usual body) and async iterables are handed back for
-        the loop to send without further switches; other iterables may run
-        plain code that waits, so they are iterated here.
-        """
-        app_iter = self.app(environ, response.start_response)
-        if type(app_iter) is list or not _sync_iterable(app_iter):
-            return app_iter
-        try:
-            for chunk in app_iter:
-                if chunk:
-                    # Each chunk waits until the server has taken it: a slow
-                    # client slows the generator down instead of memory
-                    # filling up.
-                    wait_for(response.send_body(chunk, True), "sending the response")
-            response.finish()
-        finally:
-            close = getattr(app_iter, "close", None)
-            if close is not None:
-                close()
-        return None
-
-    # -- on the loop -----------------------------------------------------
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        logger = self.access_logger
-        started_at = time.monotonic() if logger is not None else 0.0
-        response = Response(send)
-        environ: dict[str, Any] | None = None
-        ended = "499 Client Closed Request"  # unless something else is known
-        self.active += 1
-        try:
-            environ = await self._serve_http(scope, receive, response)
-        except Exception:
-            ended = "500 Internal Server Error"
-            raise
-        finally:
-            self.active -= 1
-            if logger is not None:
-                # Every request gets its line: refusals, errors and requests
-                # whose client left included.
-                logger(
-                    environ if environ is not None else log_environ(scope),
-                    (response.status if response.started else None) or ended,
-                    response.headers if response.started else [],
-                    response.sent,
-                    time.monotonic() - started_at,
-                )
-
-    async def _serve_http(
-        self, scope: Scope, receive: Receive, response: Response
-    ) -> dict[str, Any] | None:
-        """Serve one request; return its environ (``None`` if refused early)."""
-        limit = self.max_concurrency
-        if limit is not None and self.active > limit:
-            await response.refuse(503, "Service Unavailable: too many requests.")
-            return None
-        try:
-            environ = build_environ(scope, None, self.limits, self.header_map)
-        except BadRequest as error:
-            await response.refuse(400, f"Bad Request: {error}.")
-            return None
-        environ["wsgi.multiprocess"] = self.multiprocess
-        if self._has_body(scope, environ):
-            declared = environ.get("CONTENT_LENGTH", "")
-            limit = self.max_body_size
-            if limit is not None and declared.isdigit() and int(declared) > limit:
-                # Refused before the body is sent: a client that announced
-                # it would send too much is not made to send it first.
-                await response.refuse(413, "Request Entity Too Large.")
-                return environ
-            try:
-                body = await read_body(
-                    receive, self.max_body_size, timeout=self.body_timeout
-                )
-            except BodyTooLarge:
-                await response.refuse(413, "Request Entity Too Large.")
-                return environ
-            except BodyTimeout:
-                await response.refuse(408, "Request Timeout: the body stalled.")
-                return environ
-            if body is None:  # the client left before sending its body
-                return environ
-            environ["wsgi.input"] = body[0]
-            environ["CONTENT_LENGTH"] = str(body[1])
-        else:
-            environ["wsgi.input"] = io.BytesIO()
-        # Read already and rewound: WebOb need not copy it again to seek.
-        environ["webob.is_body_seekable"] = True
-        task = asyncio.current_task()
-        state = Watch(task, receive)
-        # The watcher starts only if the request is still running after
-        # WATCH_AFTER seconds: short requests (nearly all) never pay for a
-        # task that waits on receive().
-        state.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, state.arm)
-        try:
-            result = await run_in_child_greenlet(self._call_app, environ, response)
-            if type(result) is list:
-                last = len(result) - 1
-                for index, chunk in enumerate(result):
-                    if index == last:
-                        await response.send_body(chunk, False)
-                    elif chunk:
-                        await response.send_body(chunk, True)
-                if not result:
-                    await response.send_body(b"", False)
-            elif result is not None:
-                await stream_async(result, response)
-        except Exception as error:
-            report_failure(environ, error)
-            if response.started:  # too late for a 500: the server cuts it off
-                raise
-            await response.refuse(500, "Internal Server Error.")
-        except asyncio.CancelledError:
-            if not state.disconnected or task is None:
-                raise
-            # Our own cancellation of a request whose client went away: it
-            # has unwound; there is nobody to answer.
-            uncancel = getattr(task, "uncancel", None)
-            if uncancel is not None:  # Python 3.11+
-                uncancel()
-        finally:
-            state.stop()
-            environ["wsgi.input"].close()
-        return environ
-
-    def _has_body(self, scope: Scope, environ: dict[str, Any]) -> bool:
-        length = environ.get("CONTENT_LENGTH")
-        if length is not None:
-            return bool(length != "0")
-        if "HTTP_TRANSFER_ENCODING" in environ:
-            return True
-        # HTTP/2 and 3 may send a body with neither header.
-        return scope.get("http_version", "1.1") not in ("1.0", "1.1") and (
-            environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS")
-        )
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        ws = ASGIWebsocket(scope, receive, send)
-        denial = "websocket.http.response" in scope.get("extensions", {})
-        response = Response(send, "websocket.http.response", ws)
-        response.discard = not denial
-        limit = self.max_concurrency
-        try:
-            if limit is not None and self.active >= limit:
-                raise BadRequest("too many connections")
-            environ = build_environ(scope, io.BytesIO(), self.limits, self.header_map)
-        except BadRequest:
-            # Closing before accepting refuses the handshake (403).
-            await send({"type": "websocket.close", "code": 1008, "reason": ""})
-            return
-        environ["wsgi.multiprocess"] = self.multiprocess
-        environ[WEBSOCKET_KEY] = ws
-        logger = self.websocket_logger
-        started_at = time.monotonic()
-        if logger is not None:
-            ws.on_accept = lambda: logger(
-                environ, "101", [], 0, time.monotonic() - started_at
-            )
-        self.active += 1
-        try:
-            result = await run_in_child_greenlet(self._call_app, environ, response)
-        finally:
-            self.active -= 1
-        if ws.accepted:
-            await ws.close()
-            if logger is not None:
-                code = str(ws.close_code)
-                logger(environ, code, [], 0, time.monotonic() - started_at)
-            return
-        if logger is not None:
-            logger(environ, response.status or "403", [], 0, 0.0)
-        if not denial:
-            # The server cannot send our refusal: close before accepting,
-            # which every ASGI server answers with 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": ""})
-            return
-        if type(result) is list:
-            await response.send_body(b"".join(result), False)
-        elif result is not None:
-            await stream_async(result, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

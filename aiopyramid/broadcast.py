@@ -40,10 +40,10 @@ from ._broadcast_subscription import (
     Message,
     Relay,
     Subscription,
-    Websocket,
     check_channel,
 )
 from ._settings import positive_setting
+from .websocket.interface import Websocket
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator

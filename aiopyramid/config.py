@@ -24,7 +24,6 @@ the setting, views are mapped exactly as before and nothing is timed.
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 import logging
 import time
@@ -43,6 +42,7 @@ from ._bridge import allow_yield_from, home_loop, running_loop, wait_for
 from ._failures import VIEW_KEY
 from ._settings import positive_setting
 from ._startup import report_pool
+from ._unwrap import unwrap_view
 from .helpers import is_generator
 
 __all__ = [
@@ -70,41 +70,17 @@ class IExecutor(Interface):
     """
 
 
-def _view_target(view: Any, attr: str | None) -> Any:
-    """The callable whose kind decides how ``view`` is run."""
-    if attr is not None:
-        return getattr(view, attr, None)
-    if inspect.isclass(view):
-        return view.__call__
-    if inspect.isroutine(view) or isinstance(view, functools.partial):
-        return view
-    return type(view).__call__  # a callable instance
-
-
-def _is_coroutine_function(func: Any) -> bool:
-    # Follow functools.wraps wrappers: a wrapper of a coroutine function is
-    # either a coroutine function itself, returns a coroutine (awaited by the
-    # mapper) or waits for it by itself (a synchronized function); all three
-    # are fine to call in the request's greenlet.
-    seen = set()
-    while func is not None and id(func) not in seen:
-        seen.add(id(func))
-        while isinstance(func, functools.partial):
-            func = func.func
-        if is_generator(func):
-            return True
-        func = getattr(func, "__wrapped__", None)
-    return False
-
-
 def is_coroutine_view(view: Any, attr: str | None = None) -> bool:
     """Return whether ``view`` (with ``attr``) is a coroutine view.
 
     True for ``async def`` functions, legacy generator functions, partials and
     ``functools.wraps`` wrappers of those, instances or classes whose
-    ``__call__`` is one, and classes whose ``attr`` method is one.
+    ``__call__`` is one, and classes whose ``attr`` method is one.  A wrapper
+    of a coroutine function may be plain: it either returns the coroutine
+    (awaited by the mapper) or waits for it itself (a synchronized function),
+    and both are fine to call in the request's greenlet.
     """
-    return _is_coroutine_function(_view_target(view, attr))
+    return any(is_generator(func) for func in unwrap_view(view, attr))
 
 
 def _await_result(result: Any, label: str) -> Any:
@@ -141,7 +117,7 @@ class AsyncioMapperBase(DefaultViewMapper):
         """Map ``view`` into a ``(context, request)`` callable."""
         mapped = super().__call__(view)
         if is_coroutine_view(view, self.attr):
-            allow_yield_from(_view_target(view, self.attr))
+            allow_yield_from(view, self.attr)
             return self.run_in_greenlet(view, mapped)
         return self.run_in_executor(view, mapped)
 

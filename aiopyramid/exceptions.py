@@ -6,7 +6,14 @@ __all__ = ["AiopyramidError", "ScopeError"]
 
 
 class AiopyramidError(Exception):
-    """Base class of every exception aiopyramid raises on its own account."""
+    """Base class of every exception aiopyramid raises on its own account.
+
+    Besides :class:`ScopeError`: the broadcast errors
+    (:class:`~aiopyramid.broadcast.BroadcastError` and its subclasses),
+    :class:`~aiopyramid.websocket.exceptions.WebsocketClosed`, and the
+    private errors of ``pcreate`` and of the ASGI bridge's limits (a request
+    head or body too large), which also keep their other bases.
+    """
 
 
 class ScopeError(AiopyramidError):

@@ -27,10 +27,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .exceptions import AiopyramidError
+
 __all__ = ["Scaffold", "find_scaffolds", "main"]
 
 
-class PcreateError(Exception):
+class PcreateError(AiopyramidError):
     """A project cannot be made as asked; the message says why and what to do."""
 
 

@@ -15,16 +15,13 @@ call the loop and the child greenlet that a server would::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
 
+from ._types import Environ, StartResponse, WSGIApp
 from .exceptions import ScopeError
 from .helpers import spawn_greenlet
 
 __all__ = ["SynchronousApp"]
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class SynchronousApp:
@@ -43,9 +40,7 @@ class SynchronousApp:
         self.owns_loop = loop is None
         self.loop = asyncio.new_event_loop() if loop is None else loop
 
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> list[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         """Run one request to completion and return its body as a list of bytes."""
         if self.loop.is_running():
             raise ScopeError(
@@ -77,7 +72,7 @@ class SynchronousApp:
 
 
 def _complete(
-    app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]
+    app: WSGIApp, environ: Environ, start_response: StartResponse
 ) -> list[bytes]:
     # Iterate in the greenlet too: a streamed body may wait for coroutines.
     app_iter = app(environ, start_response)

@@ -5,10 +5,13 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
+# After the path: the checkout's own package, whose version the docs show.
+import aiopyramid
+
 project = "aiopyramid"
 author = "the aiopyramid developers"
 copyright = "2026, the aiopyramid developers"
-release = "1.0.0.dev0"
+release = aiopyramid.__version__  # stated once, in aiopyramid/__init__.py
 
 extensions = [
     "sphinx.ext.autodoc",

@@ -38,6 +38,7 @@ PUBLIC = {
     ],
     "aiopyramid.testing": ["SynchronousApp"],
     "aiopyramid.websocket.exceptions": ["WebsocketClosed"],
+    "aiopyramid.websocket.interface": ["Websocket"],
     "aiopyramid.websocket.helpers": ["ignore_websocket_closed"],
     "aiopyramid.websocket.view": ["WebsocketConnectionView"],
     "aiopyramid.websocket.config": ["WebsocketMapper", "UWSGIWebsocketMapper"],

@@ -18,6 +18,8 @@ PACKAGE = ROOT / "aiopyramid"
 LAYERS: list[set[str]] = [
     {  # small utilities
         "aiopyramid.exceptions",
+        "aiopyramid._types",
+        "aiopyramid._unwrap",
         "aiopyramid._settings",
         "aiopyramid._startup",
         "aiopyramid._failures",
@@ -27,6 +29,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid._threadlocal",
         "aiopyramid._broadcast_errors",
         "aiopyramid.websocket.exceptions",
+        "aiopyramid.websocket.interface",
         "aiopyramid.websocket._sansio",
         "aiopyramid.pcreate",
     },
@@ -51,9 +54,12 @@ LAYERS: list[set[str]] = [
     {  # server adapters
         "aiopyramid.asgi",
         "aiopyramid._asgi_response",
+        "aiopyramid._asgi_http",
+        "aiopyramid._asgi_websocket",
         "aiopyramid.websocket._asgi",
         "aiopyramid.websocket.config",
         "aiopyramid.websocket.config._base",
+        "aiopyramid.websocket.config._options",
         "aiopyramid.websocket.config.gunicorn",
         "aiopyramid.websocket.config.uwsgi",
         "aiopyramid.websocket.config._uwsgi_connection",
@@ -146,3 +152,23 @@ def test_imports_form_no_cycle():
         return False
 
     assert [m for m in graph if reaches(m, m)] == []
+
+
+def test_the_websocket_mapper_does_not_import_the_asgi_bridge():
+    """WEBSOCKET_KEY and the ws object live apart from the bridge's halves,
+    and neither half imports the other."""
+    graph = import_graph()
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))
+        return seen
+
+    bridge = {"aiopyramid.asgi", "aiopyramid._asgi_http", "aiopyramid._asgi_websocket"}
+    assert reachable("aiopyramid.websocket.config.gunicorn") & bridge == set()
+    assert "aiopyramid._asgi_websocket" not in reachable("aiopyramid._asgi_http")
+    assert "aiopyramid._asgi_http" not in reachable("aiopyramid._asgi_websocket")

@@ -10,12 +10,10 @@ message size are its business.  This object turns its
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 
+from .._types import Receive, Scope, Send, WebsocketAccept, WebsocketSend
 from .exceptions import WebsocketClosed
-
-Message = dict[str, Any]
 
 #: The environ key under which a websocket request carries its ``ws`` object
 #: (the ASGI bridge puts it there; the mapper takes it out).
@@ -31,9 +29,9 @@ class ASGIWebsocket:
 
     def __init__(
         self,
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         self.scope = scope
         self._receive = receive
@@ -62,7 +60,10 @@ class ASGIWebsocket:
         headers: Iterable[tuple[bytes, bytes]] = (),
     ) -> None:
         """Complete the handshake (done by the mapper before the view runs)."""
-        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        message: WebsocketAccept = {
+            "type": "websocket.accept",
+            "subprotocol": subprotocol,
+        }
         extra = list(headers)
         if extra:
             message["headers"] = extra
@@ -103,7 +104,7 @@ class ASGIWebsocket:
         if self.closed:
             raise WebsocketClosed(f"websocket closed with code {self.close_code}")
         if isinstance(message, str):
-            frame: Message = {"type": "websocket.send", "text": message}
+            frame: WebsocketSend = {"type": "websocket.send", "text": message}
         else:
             frame = {"type": "websocket.send", "bytes": bytes(message)}
         try:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
+from .._types import Environ, StartResponse, WSGIApp
 from .exceptions import WebsocketClosed
 
 __all__ = ["ignore_websocket_closed"]
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def ignore_websocket_closed(app: WSGIApp) -> WSGIApp:
@@ -22,7 +20,7 @@ def ignore_websocket_closed(app: WSGIApp) -> WSGIApp:
     """
 
     def websocket_closed_ignored(
-        environ: dict[str, Any], start_response: Callable[..., Any]
+        environ: Environ, start_response: StartResponse
     ) -> Iterable[bytes]:
         try:
             return app(environ, start_response)

@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 from .._bridge import allow_yield_from
+from .interface import Websocket
 
 __all__ = ["WebsocketConnectionView"]
 
@@ -28,7 +29,8 @@ class WebsocketConnectionView:
     ``self.context`` and ``self.request`` as any Pyramid class view does.
     """
 
-    ws: Any = None
+    #: The connection (``None`` until :meth:`__call__` is given it).
+    ws: Websocket = None  # type: ignore[assignment]
 
     def __init__(self, context: Any, request: Any) -> None:
         self.context = context
@@ -39,7 +41,7 @@ class WebsocketConnectionView:
         for name in _CALLBACKS:
             allow_yield_from(cls.__dict__.get(name))
 
-    async def __call__(self, ws: Any) -> None:
+    async def __call__(self, ws: Websocket) -> None:
         """Serve one connection: open, every message in turn, then close."""
         self.ws = ws
         try:

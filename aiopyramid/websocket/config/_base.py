@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyramid.httpexceptions import HTTPBadRequest, HTTPForbidden
@@ -13,34 +13,82 @@ from pyramid.settings import aslist
 from zope.interface import implementer, provider
 
 from ..._bridge import allow_yield_from
-
-M = TypeVar("M", bound="WebsocketMapperBase")
+from ..interface import Websocket
+from ._options import MapperOptions
 
 
 @implementer(IViewMapper)
 @provider(IViewMapperFactory)
 class WebsocketMapperBase:
-    """Options, subprotocol choice and view lookup common to both mappers."""
+    """Options, subprotocol choice and view lookup common to both mappers.
+
+    Options are attributes: set them as class attributes of a subclass, or
+    for one view with :meth:`options` (:meth:`with_options`), which sets
+    them on the mapper made for that view without making a class.
+    """
 
     #: Subprotocols the view speaks, in order of preference.
-    subprotocols: ClassVar[Sequence[str]] = ()
+    subprotocols: Sequence[str] = ()
     #: Origins (``scheme://host[:port]``, ``"null"``, or ``"*"`` for any) whose
     #: pages may open this view's websockets besides the request's own host;
     #: ``None``: the ``aiopyramid.websocket.allowed_origins`` setting.
-    allowed_origins: ClassVar[Sequence[str] | None] = None
+    allowed_origins: Sequence[str] | None = None
+    #: Hand text frames to the view as UTF-8 ``bytes`` (binary frames are
+    #: ``bytes`` anyway).  The opposite spelling of :attr:`use_str`: a class
+    #: that sets one gets the other set to its opposite.
+    use_bytes: bool = False
+    #: Hand text frames to the view as ``str``: the opposite of
+    #: :attr:`use_bytes` (the uWSGI mapper's original spelling).
+    use_str: bool = True
 
     def __init__(self, **kw: Any) -> None:
         self.attr: str | None = kw.get("attr")
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        own = vars(cls)
+        if "use_bytes" in own and "use_str" in own:
+            if bool(cls.use_bytes) == bool(cls.use_str):
+                raise TypeError(
+                    f"{cls.__name__} sets use_bytes = {cls.use_bytes!r} and "
+                    f"use_str = {cls.use_str!r}: they are opposite spellings of "
+                    "one option. Set only one of them."
+                )
+        elif "use_bytes" in own:
+            cls.use_str = not cls.use_bytes
+        elif "use_str" in own:
+            cls.use_bytes = not cls.use_str
+
     @classmethod
-    def with_options(cls: type[M], **values: Any) -> type[M]:
-        """A subclass whose class attributes are ``values`` (``None``: unchanged)."""
-        namespace: dict[str, Any] = {}
-        for name, value in values.items():
-            if value is not None:
-                sequence = name in ("subprotocols", "allowed_origins")
-                namespace[name] = tuple(value) if sequence else value
-        return type(cls.__name__, (cls,), namespace)
+    def with_options(cls, **options: Any) -> MapperOptions:
+        """This mapper with ``options`` for one view (``None``: unchanged).
+
+        Returns a mapper factory for ``view_config(mapper=...)`` (or a class
+        view's ``__view_mapper__``); no class is made.  The options are
+        ``use_bytes`` (or its opposite, ``use_str``), ``subprotocols`` and
+        ``allowed_origins``; another name raises :class:`TypeError`.
+        """
+        return MapperOptions(cls, options)
+
+    @classmethod
+    def options(
+        cls,
+        *,
+        use_bytes: bool | None = None,
+        use_str: bool | None = None,
+        subprotocols: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
+    ) -> MapperOptions:
+        """This mapper with these options, for ``view_config(mapper=...)``.
+
+        The same as :meth:`with_options`, with the options spelt out.
+        """
+        return cls.with_options(
+            use_bytes=use_bytes,
+            use_str=use_str,
+            subprotocols=subprotocols,
+            allowed_origins=allowed_origins,
+        )
 
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable (per server)."""
@@ -86,11 +134,13 @@ class WebsocketMapperBase:
             "mapper's allowed_origins option) to allow them."
         )
 
-    def view_target(self, view: Any) -> Callable[[Any, Any], Any]:
+    def view_target(
+        self, view: Any
+    ) -> Callable[[Any, Any], Callable[[Websocket], Any]]:
         """``(context, request) -> callable(ws)`` for a function or class view."""
         attr = self.attr
+        allow_yield_from(view, attr)
         if inspect.isclass(view):
-            allow_yield_from(getattr(view, attr or "__call__", None))
             factory: Any = view
 
             def from_class(context: Any, request: Any) -> Any:
@@ -99,7 +149,6 @@ class WebsocketMapperBase:
 
             return from_class
         target = getattr(view, attr) if attr else view
-        allow_yield_from(target)
         return lambda context, request: target
 
 

@@ -40,6 +40,7 @@ except ImportError as error:
 
 from .._sansio import Keepalive, MessageAssembler, server_protocol
 from ..exceptions import WebsocketClosed
+from ..interface import Websocket
 
 __all__ = ["UWSGIWebsocket"]
 
@@ -168,7 +169,7 @@ class UWSGIWebsocket:
         self._protocol.send_close(code, reason)
         self._flush()
 
-    async def serve(self, run: Callable[[UWSGIWebsocket], Any]) -> None:
+    async def serve(self, run: Callable[[Websocket], Any]) -> None:
         """Run the view (``run(self)``, awaited if awaitable) and end the connection.
 
         Closes with 1000 when the view returns (or lets a bare

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 from ..._bridge import wait_for
 from .._asgi import WEBSOCKET_KEY, ASGIWebsocket
 from ..exceptions import WebsocketClosed
+from ..interface import Websocket
 from ._base import WebsocketMapperBase, not_a_websocket
 
 __all__ = ["ASGIWebsocket", "WebsocketMapper"]
 
 
-async def _serve(run: Callable[[ASGIWebsocket], Any], ws: ASGIWebsocket) -> None:
+async def _serve(run: Callable[[Websocket], Any], ws: ASGIWebsocket) -> None:
     """Run the view's coroutine (or plain call) for one connection, on the loop.
 
     A view that returns closes with ``1000``; one that raises with ``1011``
@@ -65,9 +66,13 @@ class WebsocketMapper(WebsocketMapperBase):
     a legacy generator using ``yield from``, or plain), or a class made with
     ``(context, request)`` and then called with ``ws``, such as a
     :class:`~aiopyramid.websocket.view.WebsocketConnectionView` subclass.
-    Options, as class attributes of a subclass (or through :meth:`options`):
+    Options, as class attributes of a subclass or for one view through
+    :meth:`~WebsocketMapperBase.options` (no subclass is made)::
 
-    * :attr:`use_bytes`: hand every message to the view as ``bytes``;
+        @view_config(route_name="feed", mapper=WebsocketMapper.options(use_bytes=True))
+
+    * :attr:`use_bytes`: hand every message to the view as ``bytes``
+      (``use_str=False`` says the same, in the uWSGI mapper's spelling);
     * :attr:`subprotocols`: the subprotocols the view speaks, best first;
       the first one the client also offers is chosen (``ws.subprotocol``);
     * :attr:`allowed_origins`: origins whose pages may connect besides the
@@ -77,27 +82,10 @@ class WebsocketMapper(WebsocketMapperBase):
     A plain ``GET`` without upgrade headers gets ``400 Bad Request``.
     """
 
-    #: Deliver text frames as UTF-8 ``bytes`` too.
-    use_bytes: ClassVar[bool] = False
-
-    @classmethod
-    def options(
-        cls,
-        *,
-        use_bytes: bool | None = None,
-        subprotocols: Sequence[str] | None = None,
-        allowed_origins: Sequence[str] | None = None,
-    ) -> type[WebsocketMapper]:
-        """Return a subclass with these options, for ``view_config(mapper=...)``."""
-        return cls.with_options(
-            use_bytes=use_bytes,
-            subprotocols=subprotocols,
-            allowed_origins=allowed_origins,
-        )
-
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable."""
         target = self.view_target(view)
+        use_bytes = bool(self.use_bytes)
 
         def websocket_view(context: Any, request: Any) -> Any:
             ws = request.environ.get(WEBSOCKET_KEY)
@@ -107,7 +95,7 @@ class WebsocketMapper(WebsocketMapperBase):
             if refusal is not None:
                 return refusal
             run = target(context, request)
-            ws.use_bytes = self.use_bytes
+            ws.use_bytes = use_bytes
             # Both waits run on the loop while this request's greenlet sleeps:
             # first the handshake, then the whole conversation.
             wait_for(ws.accept(self.choose_subprotocol(ws.subprotocols)), "accept")

@@ -17,8 +17,8 @@ how long a pong may take before the connection is closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.response import Response
@@ -93,31 +93,19 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
     log.  (Applications wrapped in
     :func:`~aiopyramid.websocket.helpers.ignore_websocket_closed` for older
     versions keep working unchanged.)
+
+    Options, as class attributes of a subclass or for one view through
+    :meth:`~WebsocketMapperBase.options` (no subclass is made): ``use_str``
+    (``True``: text frames reach the view as ``str``; ``False``: as UTF-8
+    ``bytes``, which ``use_bytes=True`` says too), ``subprotocols`` and
+    ``allowed_origins``, as for
+    :class:`~aiopyramid.websocket.config.WebsocketMapper`.
     """
-
-    #: Hand text frames to views as ``str``; binary frames are ``bytes``.
-    #: ``False`` hands text frames over as UTF-8 ``bytes`` too.
-    use_str: ClassVar[bool] = True
-
-    @classmethod
-    def options(
-        cls,
-        *,
-        use_str: bool | None = None,
-        subprotocols: Sequence[str] | None = None,
-        allowed_origins: Sequence[str] | None = None,
-    ) -> type[UWSGIWebsocketMapper]:
-        """Return a subclass with these options, for ``view_config(mapper=...)``."""
-        return cls.with_options(
-            use_str=use_str,
-            subprotocols=subprotocols,
-            allowed_origins=allowed_origins,
-        )
 
     def __call__(self, view: Any) -> Callable[[Any, Any], Any]:
         """Map ``view`` into a ``(context, request)`` callable."""
         target = self.view_target(view)
-        use_str = self.use_str
+        use_str = not self.use_bytes
 
         def uwsgi_websocket_view(context: Any, request: Any) -> Any:
             if "HTTP_SEC_WEBSOCKET_KEY" not in request.environ:

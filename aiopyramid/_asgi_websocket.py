@@ -1,0 +1,121 @@
+"""The websocket half of the ASGI bridge: one ``websocket`` scope, one connection.
+
+:class:`WebsocketHalf` is a base of :class:`aiopyramid.asgi.ASGIBridge`,
+which sets the attributes declared here.  The upgrade request runs through
+the application as a ``GET`` with its upgrade headers, the connection's
+``ws`` (:class:`~aiopyramid.websocket._asgi.ASGIWebsocket`) waiting in the
+environ under :data:`~aiopyramid.websocket._asgi.WEBSOCKET_KEY` for the
+mapper, which accepts the handshake.  An application that answers without
+accepting refuses it: with its whole response where the server supports
+ASGI's ``websocket.http.response`` extension (:class:`Denial`), with
+``403`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import ClassVar
+
+from ._asgi_response import Response, call_app, stream_async
+from ._bridge import run_in_child_greenlet
+from ._environ import BadRequest, Limits, build_environ
+from ._types import (
+    AccessLogger,
+    BodyType,
+    Receive,
+    Scope,
+    Send,
+    StartType,
+    WebsocketClose,
+    WSGIApp,
+)
+from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
+
+
+def _refusal() -> WebsocketClose:
+    """Closing before accepting refuses the handshake (servers answer ``403``)."""
+    return {"type": "websocket.close", "code": 1008, "reason": ""}
+
+
+class Denial(Response):
+    """The HTTP response refusing a websocket handshake, if the server takes one.
+
+    Sent as ``websocket.http.response.*`` messages; nothing is sent once the
+    mapper has accepted the handshake (the conversation is the answer).
+    """
+
+    __slots__ = ("ws",)
+
+    START: ClassVar[StartType] = "websocket.http.response.start"
+    BODY: ClassVar[BodyType] = "websocket.http.response.body"
+
+    def __init__(self, send: Send, ws: ASGIWebsocket) -> None:
+        super().__init__(send)
+        self.ws = ws
+
+    async def send_body(self, data: bytes, more: bool) -> None:
+        """Send one chunk of the refusal, unless the handshake was accepted."""
+        if not self.ws.accepted:
+            await super().send_body(data, more)
+
+
+class WebsocketHalf:
+    """Serves the ``websocket`` scopes of :class:`~aiopyramid.asgi.ASGIBridge`."""
+
+    # What this half reads from the bridge (set by ASGIBridge.__init__).
+    app: WSGIApp
+    limits: Limits | None
+    header_map: str
+    multiprocess: bool
+    max_concurrency: int | None
+    websocket_logger: AccessLogger | None
+    #: Requests and websockets being served now (shared with the other half).
+    active: int
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        ws = ASGIWebsocket(scope, receive, send)
+        denial = "websocket.http.response" in scope.get("extensions", {})
+        response = Denial(send, ws)
+        response.discard = not denial
+        limit = self.max_concurrency
+        try:
+            if limit is not None and self.active >= limit:
+                raise BadRequest("too many connections")
+            environ = build_environ(scope, io.BytesIO(), self.limits, self.header_map)
+        except BadRequest:
+            await send(_refusal())
+            return
+        environ["wsgi.multiprocess"] = self.multiprocess
+        environ[WEBSOCKET_KEY] = ws
+        logger = self.websocket_logger
+        started_at = time.monotonic()
+        if logger is not None:
+            ws.on_accept = lambda: logger(
+                environ, "101", [], 0, time.monotonic() - started_at
+            )
+        self.active += 1
+        try:
+            result = await run_in_child_greenlet(call_app, self.app, environ, response)
+        finally:
+            self.active -= 1
+        if ws.accepted:
+            await ws.close()
+            if logger is not None:
+                code = str(ws.close_code)
+                logger(environ, code, [], 0, time.monotonic() - started_at)
+            return
+        if logger is not None:
+            logger(environ, response.status or "403", [], 0, 0.0)
+        if not denial:
+            # The server cannot send our refusal: close before accepting,
+            # which every ASGI server answers with 403.
+            await send(_refusal())
+            return
+        if type(result) is list:
+            await response.send_body(b"".join(result), False)
+        elif result is not None:
+            await stream_async(result, response)

@@ -1,0 +1,63 @@
+"""From a view to the function that does its work: one walk for every shape.
+
+Whether a view is a coroutine view (:mod:`aiopyramid.config`), and which
+legacy generator functions must be allowed to ``yield from`` coroutines
+(:func:`aiopyramid._bridge.allow_yield_from`, for the HTTP and the websocket
+mappers alike), both depend on what a view really calls.  Views come as
+functions, ``async def`` functions, partials, bound methods, classes (with
+or without ``attr``), callable instances and ``functools.wraps`` wrappers;
+:func:`unwrap_view` is the one place that knows how to look through each.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+__all__ = ["unwrap_view"]
+
+#: Longest chain of wrappers followed (a guard against objects that make a
+#: new ``__wrapped__`` each time they are asked).
+_MAX_DEPTH = 100
+
+
+def unwrap_view(view: Any, attr: str | None = None) -> tuple[Any, ...]:
+    """Every callable from ``view`` down to the function that does the work.
+
+    The first is what runs when the view is called: ``view``'s ``attr``
+    method if ``attr`` is given (a class's or an instance's), a class's
+    ``__call__`` method, a callable instance's ``__call__``, or ``view``
+    itself.  Each next one is what the previous wraps: a partial's
+    ``func``, a bound method's (or static or class method's) ``__func__``,
+    a ``functools.wraps`` wrapper's ``__wrapped__``, a callable instance's
+    ``__call__``.  Empty when there is nothing to call (an ``attr`` the view
+    lacks, ``None``).
+    """
+    if attr is not None:
+        target = getattr(view, attr, None)
+    elif inspect.isclass(view):
+        target = view.__call__
+    else:
+        target = view
+    chain: list[Any] = []
+    seen: set[int] = set()
+    while target is not None and id(target) not in seen and len(chain) < _MAX_DEPTH:
+        seen.add(id(target))
+        chain.append(target)
+        target = _wrapped(target)
+    return tuple(chain)
+
+
+def _wrapped(obj: Any) -> Any:
+    """What ``obj`` calls in turn, or ``None`` if it is the end of the chain."""
+    if isinstance(obj, functools.partial):
+        return obj.func
+    if inspect.ismethod(obj) or isinstance(obj, (staticmethod, classmethod)):
+        return obj.__func__
+    wrapped = getattr(obj, "__wrapped__", None)
+    if wrapped is not None:
+        return wrapped
+    if inspect.isroutine(obj) or inspect.isclass(obj) or not callable(obj):
+        return None  # a plain function, a built-in, a class: nothing inside
+    return type(obj).__call__  # a callable instance
