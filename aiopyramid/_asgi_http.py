@@ -18,10 +18,11 @@ import io
 import time
 
 from ._access_log import log_environ
-from ._asgi_response import Response, Watch, call_app, stream_async
-from ._bridge import run_in_child_greenlet
+from ._asgi_response import Response, Watch
 from ._environ import BadRequest, Limits, build_environ
 from ._failures import report_failure
+from ._greenlets import run_in_child_greenlet
+from ._response import call_app, stream_async
 from ._types import AccessLogger, Environ, Receive, Scope, Send, WSGIApp
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 

@@ -17,9 +17,10 @@ import io
 import time
 from typing import ClassVar
 
-from ._asgi_response import Response, call_app, stream_async
-from ._bridge import run_in_child_greenlet
+from ._asgi_response import Response
 from ._environ import BadRequest, Limits, build_environ
+from ._greenlets import run_in_child_greenlet
+from ._response import call_app, stream_async
 from ._types import (
     AccessLogger,
     BodyType,

@@ -28,6 +28,7 @@ _BRIDGE_FILES = frozenset(
         "_asgi_websocket.py",
         "_asgi_response.py",
         "_bridge.py",
+        "_greenlets.py",
     )
 )
 

@@ -2,7 +2,7 @@
 
 Whether a view is a coroutine view (:mod:`aiopyramid.config`), and which
 legacy generator functions must be allowed to ``yield from`` coroutines
-(:func:`aiopyramid._bridge.allow_yield_from`, for the HTTP and the websocket
+(:func:`allow_yield_from`, for the HTTP and the websocket
 mappers alike), both depend on what a view really calls.  Views come as
 functions, ``async def`` functions, partials, bound methods, classes (with
 or without ``attr``), callable instances and ``functools.wraps`` wrappers;
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from typing import Any
 
-__all__ = ["unwrap_view"]
+__all__ = ["allow_yield_from", "unwrap_view"]
 
 #: Longest chain of wrappers followed (a guard against objects that make a
 #: new ``__wrapped__`` each time they are asked).
@@ -61,3 +62,19 @@ def _wrapped(obj: Any) -> Any:
     if inspect.isroutine(obj) or inspect.isclass(obj) or not callable(obj):
         return None  # a plain function, a built-in, a class: nothing inside
     return type(obj).__call__  # a callable instance
+
+
+def allow_yield_from(obj: Any, attr: str | None = None) -> None:
+    """Let a legacy generator function ``yield from`` native coroutines.
+
+    Python 3.11 removed ``asyncio.coroutine``; :func:`types.coroutine` still
+    flags a generator function's code object (in place) so that the
+    generators it makes may delegate to ``async def`` coroutines and be
+    awaited.  Applied to every generator function behind ``obj`` (a view,
+    with ``attr``, as :func:`unwrap_view` finds them:
+    behind methods, partials, callable objects and ``functools.wraps``
+    wrappers), since a wrapper around those would not help.
+    """
+    for func in unwrap_view(obj, attr):
+        if inspect.isfunction(func) and inspect.isgeneratorfunction(func):
+            types.coroutine(func)

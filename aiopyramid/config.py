@@ -38,11 +38,11 @@ from pyramid.threadlocal import get_current_registry
 from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
-from ._bridge import allow_yield_from, home_loop, running_loop, wait_for
+from ._bridge import home_loop, running_loop, wait_for
 from ._failures import VIEW_KEY
 from ._settings import positive_setting
 from ._startup import report_pool
-from ._unwrap import unwrap_view
+from ._unwrap import allow_yield_from, unwrap_view
 from .helpers import is_generator
 
 __all__ = [

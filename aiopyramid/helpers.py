@@ -24,15 +24,14 @@ from pyramid.exceptions import ConfigurationError
 
 from ._bridge import (
     SCOPE_ERROR_MESSAGE,
-    allow_yield_from,
     can_wait,
     home_loop,
     in_loop_greenlet,
-    run_in_child_greenlet,
-    run_in_greenlet,
     task_in,
     wait_for,
 )
+from ._greenlets import run_in_child_greenlet, run_in_greenlet
+from ._unwrap import allow_yield_from
 
 __all__ = [
     "SCOPE_ERROR_MESSAGE",

@@ -46,14 +46,14 @@ async def get(app: Any, path: str, **kwargs: Any) -> Any:
 
 def live_spawned_greenlets() -> list[greenlet.greenlet]:
     """Child greenlets still busy with a job (idle pooled ones are fine)."""
-    from aiopyramid._bridge import _SpawnedGreenlet, idle_greenlets
+    from aiopyramid._greenlets import SpawnedGreenlet, idle_greenlets
 
     gc.collect()
     idle = {id(g) for g in idle_greenlets()}
     return [
         g
         for g in gc.get_objects()
-        if isinstance(g, _SpawnedGreenlet) and not g.dead and id(g) not in idle
+        if isinstance(g, SpawnedGreenlet) and not g.dead and id(g) not in idle
     ]
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 glogging = pytest.importorskip("gunicorn.glogging")
 from gunicorn.config import Config  # noqa: E402
 
-from aiopyramid.gunicorn._access import AccessLog, Logged  # noqa: E402
+from aiopyramid.gunicorn._access import AccessLog, Logged, _clock  # noqa: E402
 
 FORMATS = [
     Config().access_log_format,  # gunicorn's default: the combined format
@@ -90,9 +92,28 @@ def test_lines_are_gunicorns_own(tmp_path: Path, fmt: str) -> None:
         await asyncio.sleep(0)  # the lines of this turn are written together
 
     asyncio.run(write())
-    expected = theirs.read_text()
-    assert ours.read_text() == expected * 2
+    expected = without_date(theirs.read_text())
+    assert without_date(ours.read_text()) == expected * 2
     assert "%(" not in expected
+
+
+def without_date(text: str) -> str:
+    """``text`` with the dates (``%(t)s``) replaced, checked by their own test."""
+    return DATE.sub("[date]", text)
+
+
+DATE = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]")
+
+
+def test_the_date_is_gunicorns(tmp_path: Path) -> None:
+    gunicorn_log = logger(tmp_path / "access.log", "%(t)s")
+    for _ in range(3):  # both read within one second
+        second = int(time.time())
+        ours, theirs = _clock.now(), gunicorn_log.now()
+        if int(time.time()) == second:
+            break
+    assert DATE.fullmatch(ours)
+    assert ours == theirs
 
 
 def test_other_logging_setups_go_through_gunicorn(tmp_path: Path) -> None:

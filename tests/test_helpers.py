@@ -509,7 +509,7 @@ class LegacyCallable:
 
 def test_allow_yield_from_reaches_behind_methods_partials_and_instances(run):
     """Legacy generators behind methods, partials and instances get flagged."""
-    from aiopyramid._bridge import allow_yield_from
+    from aiopyramid._unwrap import allow_yield_from
 
     instance = LegacyCallable()
     allow_yield_from(instance)

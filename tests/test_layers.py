@@ -33,7 +33,8 @@ LAYERS: list[set[str]] = [
         "aiopyramid.websocket._sansio",
         "aiopyramid.pcreate",
     },
-    {"aiopyramid._bridge"},  # the engine
+    {"aiopyramid._greenlets"},  # the engine: its greenlets and their driver
+    {"aiopyramid._bridge"},  # the engine: every way of waiting
     {  # the public face
         "aiopyramid",
         "aiopyramid.helpers",
@@ -54,6 +55,7 @@ LAYERS: list[set[str]] = [
     {  # server adapters
         "aiopyramid.asgi",
         "aiopyramid._asgi_response",
+        "aiopyramid._response",
         "aiopyramid._asgi_http",
         "aiopyramid._asgi_websocket",
         "aiopyramid.websocket._asgi",
@@ -69,6 +71,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.gunicorn._websocket",
         "aiopyramid.gunicorn._http1",
         "aiopyramid.gunicorn._access",
+        "aiopyramid.gunicorn._response",
     },
 ]
 

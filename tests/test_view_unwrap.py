@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from aiopyramid._bridge import allow_yield_from
-from aiopyramid._unwrap import unwrap_view
+from aiopyramid._unwrap import allow_yield_from, unwrap_view
 from aiopyramid.config import is_coroutine_view
 from aiopyramid.websocket.config._base import WebsocketMapperBase
 

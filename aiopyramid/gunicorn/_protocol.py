@@ -68,6 +68,9 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
     """
 
     _head_timer: asyncio.TimerHandle | None = None
+    # Set by gunicorn's ASGIProtocol (untyped): declared for the checker.
+    _closed: bool
+    _keepalive_handle: asyncio.TimerHandle | None
 
     def connection_made(self, transport: Any) -> None:
         """Start the connection's head deadline (HTTP/1 connections only)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .._bridge import allow_yield_from
+from .._unwrap import allow_yield_from
 from .interface import Websocket
 
 __all__ = ["WebsocketConnectionView"]

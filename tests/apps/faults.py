@@ -21,7 +21,7 @@ from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 from zope.interface import Interface
 
-from aiopyramid._bridge import _SpawnedGreenlet, idle_greenlets
+from aiopyramid._greenlets import SpawnedGreenlet, idle_greenlets
 from aiopyramid.helpers import synchronize
 from aiopyramid.traversal import AsyncioTraverser
 from aiopyramid.websocket.config import WebsocketMapper
@@ -164,7 +164,7 @@ async def counts(request):
     busy = sum(
         1
         for g in gc.get_objects()
-        if isinstance(g, _SpawnedGreenlet) and not g.dead and id(g) not in idle
+        if isinstance(g, SpawnedGreenlet) and not g.dead and id(g) not in idle
     )
     with open("/proc/self/statm") as statm:
         rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

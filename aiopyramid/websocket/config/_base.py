@@ -12,7 +12,7 @@ from pyramid.interfaces import IViewMapper, IViewMapperFactory
 from pyramid.settings import aslist
 from zope.interface import implementer, provider
 
-from ..._bridge import allow_yield_from
+from ..._unwrap import allow_yield_from
 from ..interface import Websocket
 from ._options import MapperOptions
 

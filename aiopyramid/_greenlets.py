@@ -1,0 +1,256 @@
+"""The greenlets plain code runs in, and the driver that waits for them.
+
+:func:`run_in_child_greenlet` runs a function in a pooled child greenlet
+whose parent, a coroutine on the caller's task, awaits whatever the child
+hands it.  A coroutine that plain code in the child waits for runs in the
+child itself (:func:`run_coroutine`): the driver only yields to its task
+what the coroutine waits on.  :mod:`aiopyramid._bridge` builds every way of
+waiting on this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import types
+import weakref
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, TypeVar
+
+import greenlet
+
+from ._unwrap import allow_yield_from
+
+T = TypeVar("T")
+
+#: Greenlets known to run an event loop (those that ever drove a spawned
+#: greenlet).  The root greenlet of a thread is always taken to be one.
+loop_greenlets: weakref.WeakSet[greenlet.greenlet] = weakref.WeakSet()
+
+
+class SpawnedGreenlet(greenlet.greenlet):
+    """A child greenlet that runs jobs for :func:`run_in_child_greenlet`.
+
+    Its parent (the driver) is waiting in ``child.switch()`` whenever the
+    child runs, so the child may switch an awaitable up and get the awaited
+    value back.  When a job ends, the child switches its :class:`_Outcome`
+    up and waits for the next job: creating a greenlet costs several times
+    more than switching into an existing one, so idle children are pooled.
+    """
+
+    #: True while the child runs a step of a coroutine (see _run_coroutine).
+    in_coroutine = False
+    #: What that coroutine waits on, for the driver to await.
+    waits_on: Any = None
+
+    def __init__(self) -> None:
+        # A module-level run function: a bound method would make a reference
+        # cycle that keeps an abandoned child from ever being collected.
+        super().__init__(_serve_jobs)
+
+
+def _serve_jobs(func: Any, args: Any, kwargs: Any) -> None:
+    while True:
+        try:
+            outcome = _Outcome(func(*args, **kwargs), None)
+        except greenlet.GreenletExit:
+            # Killed (by the garbage collector, or a closed websocket): die
+            # quietly; switching away now would keep a dead job alive.
+            raise
+        except BaseException as exc:  # handed to the driver, which raises it
+            outcome = _Outcome(None, exc)
+        func = args = kwargs = None  # hold nothing of the job while idle
+        func, args, kwargs = greenlet.getcurrent().parent.switch(outcome)
+
+
+class _Outcome:
+    """How a job in a :class:`SpawnedGreenlet` ended."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+
+
+class _ThreadState(threading.local):
+    """What the bridge keeps per thread (a greenlet only runs in its own)."""
+
+    def __init__(self) -> None:
+        #: Idle children.
+        self.idle: list[SpawnedGreenlet] = []
+
+
+_state = _ThreadState()
+_POOL_SIZE = 256
+
+
+def idle_greenlets() -> list[SpawnedGreenlet]:
+    """This thread's pool of idle child greenlets."""
+    return _state.idle
+
+
+#: Coroutine objects that :func:`run_coroutine` runs as they are: native ones
+#: and legacy generator-based ones (anything else awaitable is wrapped).
+COROUTINES = (types.CoroutineType, types.GeneratorType)
+
+#: What a child switches up to have its driver await ``child.waits_on``.
+_WAIT = object()
+
+
+def run_coroutine(current: SpawnedGreenlet, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end in this greenlet, as a task would step it.
+
+    The coroutine's steps run here, in the task (and context) of the driver
+    that waits in ``child.switch()``; whatever a step waits on (a future, or
+    ``None`` for one turn of the loop) is handed to the driver, which yields
+    it to its task and switches back once the task resumes.  So a coroutine
+    that never waits (a hello-world view, a cache hit) finishes without the
+    loop being involved, and every step runs in the same greenlet: libraries
+    that tie a coroutine to the greenlet running it (SQLAlchemy's asyncio API
+    spawns greenlets whose parent is that greenlet) keep working.  While a
+    step runs, this greenlet is the loop's (:func:`in_loop_greenlet` is true;
+    waiting raises :class:`~aiopyramid.exceptions.ScopeError`), as in any
+    coroutine.
+    """
+    resume: Any = coro.send
+    value: Any = None
+    try:
+        while True:
+            current.in_coroutine = True
+            try:
+                current.waits_on = resume(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            finally:
+                current.in_coroutine = False
+            try:
+                value, resume = current.parent.switch(_WAIT), coro.send
+            except BaseException as error:  # cancellation included: into coro
+                value, resume = error, coro.throw
+    finally:
+        current.waits_on = None
+
+
+@types.coroutine
+def _pass_up(waits_on: Any) -> Generator[Any, Any, Any]:
+    """Yield ``waits_on`` to the task running the driver; return what it sends."""
+    return (yield waits_on)
+
+
+async def run_in_greenlet(
+    back: greenlet.greenlet,
+    future: asyncio.Future[Any],
+    func: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """Await ``func(*args, **kwargs)``, settle ``future``, then resume ``back``.
+
+    The original library's way for plain code to wait by hand, kept as it
+    was: the greenlet ``back`` creates ``future``, schedules this coroutine as
+    a task, switches that task up to its parent and, once resumed, reads
+    ``future.result()``::
+
+        this = greenlet.getcurrent()
+        future = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(run_in_greenlet(this, future, fetch, key))
+        this.parent.switch(task)
+        value = future.result()
+
+    ``func`` may be an ``async def`` function, a legacy generator function,
+    or a plain function (its value is used as it is).
+    The task resumes ``back`` itself, so the parent greenlet need not know
+    about it, and returns what ``back`` switches up next (or returns): under
+    :func:`aiopyramid.helpers.spawn_greenlet`, that is the child's next
+    request to its driver.
+    """
+    allow_yield_from(func)
+    try:
+        result = func(*args, **kwargs)
+        if inspect.isawaitable(result):  # a plain function's value is kept
+            result = await result
+    except asyncio.CancelledError:
+        future.cancel()
+    except BaseException as exc:  # handed over to the waiting greenlet
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+    if back.dead:
+        return None
+    if type(back) is SpawnedGreenlet:
+        back.parent = greenlet.getcurrent()  # what it switches next comes here
+    return back.switch()
+
+
+async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
+    """Run ``func(*args)`` in a child greenlet, sharing the current task's context.
+
+    The engine of :func:`aiopyramid.helpers.spawn_greenlet`, for callers that
+    already run in a task of their own (the ASGI bridge: servers start a task
+    per request),
+    and so need no copy of the context and no new task.
+
+    The child may switch up three kinds of thing:
+
+    * an awaitable that is not a future (what :func:`wait_for` hands up): it
+      is awaited and its result (or exception) switched back into the child;
+    * an asyncio future or task (the original library's protocol): it is
+      awaited and its result is taken as what the child switched up next,
+      because whoever settles it (:func:`run_in_greenlet`) resumes the child
+      itself; if its result is a plain value, the wait ends with it;
+    * any other value: the wait ends with that value.
+    """
+    loop_greenlet = greenlet.getcurrent()
+    if loop_greenlet.parent is not None and not (
+        type(loop_greenlet) is SpawnedGreenlet and loop_greenlet.in_coroutine
+    ):
+        loop_greenlets.add(loop_greenlet)
+    idle = idle_greenlets()
+    child = idle.pop() if idle else SpawnedGreenlet()
+    child.parent = loop_greenlet
+    # The child shares this task's context, as an awaited coroutine would, so
+    # the coroutines it hands up see the context variables it set.
+    child.gr_context = loop_greenlet.gr_context
+    switched = child.switch(func, args, {})
+    while type(switched) is not _Outcome:
+        if switched is _WAIT:  # a coroutine running in the child waits
+            try:
+                value = await _pass_up(child.waits_on)
+            except BaseException as exc:  # cancellation included: into the child
+                child.parent = greenlet.getcurrent()
+                switched = child.throw(type(exc), exc, exc.__traceback__)
+            else:
+                child.parent = greenlet.getcurrent()
+                switched = child.switch(value)
+        elif asyncio.isfuture(switched):
+            try:
+                switched = await switched
+            except BaseException as exc:  # cancellation included: unwind the child
+                child.parent = greenlet.getcurrent()
+                switched = child.throw(type(exc), exc, exc.__traceback__)
+        elif inspect.isawaitable(switched):
+            try:
+                value = await switched
+            except BaseException as exc:  # cancellation included: unwind the child
+                child.parent = greenlet.getcurrent()
+                switched = child.throw(type(exc), exc, exc.__traceback__)
+            else:
+                # The child switches up to whoever resumes it (see
+                # run_in_greenlet, which may have resumed it meanwhile).
+                child.parent = greenlet.getcurrent()
+                switched = child.switch(value)
+        else:
+            # The original library's rule: anything but a future ends the wait.
+            # Nothing will resume the child: unwind it now (its ``finally``
+            # blocks run), since a suspended greenlet caught in a reference
+            # cycle, as a pooled one is, would never be collected.
+            child.throw(greenlet.GreenletExit)
+            return switched  # type: ignore[no-any-return]
+    child.gr_context = None
+    if len(idle) < _POOL_SIZE:
+        idle.append(child)
+    if switched.error is not None:
+        raise switched.error
+    return switched.value  # type: ignore[no-any-return]

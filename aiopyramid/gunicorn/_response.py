@@ -1,0 +1,160 @@
+"""The response half of the worker's direct HTTP/1 path: the response's bytes.
+
+:class:`DirectResponse` is the WSGI side every aiopyramid response shares
+(:class:`aiopyramid._response.WSGIResponse`) over a gunicorn connection: it
+frames the head and the body itself, with gunicorn's ``Server`` and cached
+``Date`` headers, and writes through the connection's protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.asgi import protocol as gunicorn_protocol
+
+from .._response import REASONS, WSGIResponse
+
+__all__ = ["DirectResponse"]
+
+
+class DirectResponse(WSGIResponse):
+    """The bytes of one response on a gunicorn connection, framed as gunicorn would.
+
+    The head waits for the first body bytes, and a small response goes out
+    in one ``write`` with its head.  Content-Length is honoured (extra bytes
+    are not sent; missing ones close the connection), a body without one is
+    chunked (HTTP/1.1) or ends with the connection (HTTP/1.0), and HEAD,
+    ``204``, ``304`` and ``1xx`` answers carry none.
+    """
+
+    __slots__ = ("chunked", "close", "length", "omits_body", "protocol", "request")
+
+    def __init__(self, protocol: Any, request: Any) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.request = request
+        #: The declared Content-Length (``None``: none, or chunked).
+        self.length: int | None = None
+        self.chunked = False
+        self.omits_body = False
+        #: Whether the connection ends after this response.
+        self.close = False
+
+    async def send_body(self, data: bytes, more: bool) -> None:
+        """Send a chunk of the body, waiting while the client is slow to read."""
+        self.put(data, more)
+        flow = self.protocol._flow_control
+        if flow is not None and flow.write_paused:
+            await flow.drain()
+
+    def put(self, data: bytes, more: bool) -> None:
+        """Hand a chunk of the body (headers first, if not sent) to the socket."""
+        if self.discard:
+            return
+        head = b""
+        if not self.started:
+            head = self._head()
+            if self.discard:
+                return
+        if self.omits_body:
+            data = b""
+        elif self.length is not None:
+            data = data[: max(self.length - self.sent, 0)]
+        size = len(data)
+        self.sent += size
+        if self.chunked:
+            if size:
+                frame = b"%x\r\n%b\r\n" % (size, data)
+                data = frame + b"0\r\n\r\n" if not more else frame
+            elif not more:
+                data = b"0\r\n\r\n"
+        if head or data:
+            self.protocol._safe_write(head + data if head else data)
+
+    def _head(self) -> bytes:
+        """The status line and headers, as gunicorn's own worker frames them."""
+        if not self.head_is_safe():
+            self.refuse(500, "Internal Server Error.")
+            self.discard = True
+            return b""
+        assert self.status is not None  # checked by head_is_safe
+        request = self.request
+        code = int(self.status[:3])
+        self.omits_body = (
+            request.method == "HEAD" or code in (204, 304) or 100 <= code < 200
+        )
+        lines = [b"HTTP/%d.%d %s\r\n" % (*request.version, self.status.encode())]
+        framed = extra = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == "content-length":
+                if self.omits_body and (code == 204 or code < 200):
+                    continue
+                framed = True
+                if value.isdigit():
+                    self.length = int(value)
+            elif lower == "transfer-encoding":
+                if self.omits_body:
+                    continue
+                self.chunked = True
+            elif lower in ("date", "server", "connection"):
+                extra = True
+            lines.append(
+                b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+            )
+        if self.chunked or self.omits_body:
+            self.length = None  # nothing to count: chunked, or no body at all
+        elif not framed and not self.omits_body:
+            if request.version >= (1, 1):
+                self.chunked = True
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            else:  # HTTP/1.0: the end of the connection ends the body
+                self.close = True
+        protocol = self.protocol
+        self.close = self.close or protocol._will_close(request, False)
+        if not extra or not _has(self.headers, "server"):
+            lines.append(gunicorn_protocol._CACHED_SERVER_HEADER)
+        if not extra or not _has(self.headers, "date"):
+            lines.append(gunicorn_protocol._get_cached_date_header())
+        if self.close and (not extra or not _has(self.headers, "connection")):
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        self.started = True
+        return b"".join(lines)
+
+    def refuse(self, status: int, text: str) -> None:
+        """Send a whole plain-text response of our own; the connection closes."""
+        body = text.encode("utf-8")
+        self.status = f"{status} {REASONS.get(status, 'Error')}"
+        self.headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+        self.started = True
+        self.close = True
+        self.protocol._linger_on_close = True  # let the client read this
+        self.sent = len(body)
+        version = self.request.version
+        self.protocol._safe_write(
+            b"HTTP/%d.%d %s\r\n%s%s%s\r\n%s"
+            % (
+                *version,
+                self.status.encode(),
+                b"".join(
+                    b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in self.headers
+                ),
+                gunicorn_protocol._CACHED_SERVER_HEADER,
+                gunicorn_protocol._get_cached_date_header(),
+                body,
+            )
+        )
+
+    @property
+    def complete(self) -> bool:
+        """Whether every byte the response announced was sent."""
+        return self.length is None or self.sent >= self.length
+
+
+def _has(headers: list[tuple[str, str]], name: str) -> bool:
+    return any(key.lower() == name for key, _ in headers)
