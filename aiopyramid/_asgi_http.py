@@ -8,7 +8,8 @@ a temporary file past 1 MiB, so that ``request.body`` works even in a
 coroutine view, which may not wait), the application runs in a child
 greenlet of the request's task, and the response goes out chunk by chunk as
 the application produces it.  A request still running after
-:data:`WATCH_AFTER` seconds is cancelled if its client disconnects.
+:data:`~aiopyramid._asgi_response.WATCH_AFTER` seconds is cancelled if its
+client disconnects.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ from ._greenlets import run_in_child_greenlet
 from ._response import call_app, stream_async
 from ._types import AccessLogger, Environ, Receive, Scope, Send, WSGIApp
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
-
-#: Seconds after which a request still running starts watching for its
-#: client's disconnection (and is cancelled when it comes).
-WATCH_AFTER = 0.25
 
 
 class HTTPHalf:
@@ -113,10 +110,7 @@ class HTTPHalf:
         environ["webob.is_body_seekable"] = True
         task = asyncio.current_task()
         state = Watch(task, receive)
-        # The watcher starts only if the request is still running after
-        # WATCH_AFTER seconds: short requests (nearly all) never pay for a
-        # task that waits on receive().
-        state.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, state.arm)
+        state.start()
         try:
             result = await run_in_child_greenlet(call_app, self.app, environ, response)
             if type(result) is list:

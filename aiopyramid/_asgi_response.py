@@ -10,6 +10,7 @@ request whose client went away.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any, ClassVar
 
 from ._response import REASONS, WSGIResponse
@@ -89,10 +90,21 @@ class Response(WSGIResponse):
         await self._send(whole)
 
 
-class Watch:
-    """Cancels a request's task when its client disconnects mid-request."""
+#: Seconds after which a request still running starts watching for its
+#: client's disconnection (and is cancelled when it comes).
+WATCH_AFTER = 0.25
 
-    __slots__ = ("disconnected", "done", "receive", "task", "timer", "watcher")
+
+class Watch:
+    """Cancels a request's task when its client disconnects mid-request.
+
+    Watching costs a task waiting on ``receive()``; it starts only for
+    requests still running :data:`WATCH_AFTER` seconds after they began, which
+    short requests (nearly all) never are.  Those are found by one timer per
+    loop (:class:`_Sweeper`), not one per request.
+    """
+
+    __slots__ = ("__weakref__", "disconnected", "done", "receive", "task", "watcher")
 
     def __init__(self, task: asyncio.Task[Any] | None, receive: Receive) -> None:
         self.task = task
@@ -100,7 +112,10 @@ class Watch:
         self.done = False
         self.disconnected = False
         self.watcher: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Begin: watch from :data:`WATCH_AFTER` seconds on, if still running."""
+        _Sweeper.of(asyncio.get_running_loop()).add(self)
 
     def arm(self) -> None:
         """Start watching, unless the request is already done."""
@@ -118,7 +133,47 @@ class Watch:
     def stop(self) -> None:
         """The request is over: stop watching."""
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
         if self.watcher is not None:
             self.watcher.cancel()
+
+
+class _Sweeper:
+    """Arms the watches of requests that have run :data:`WATCH_AFTER` seconds.
+
+    One per loop, with one timer while requests are pending: starting and
+    ending a request costs a dictionary entry, not a timer of its own.
+    """
+
+    _of: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweeper]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        #: Watches not armed yet, oldest first, with when they started.
+        self.pending: weakref.WeakKeyDictionary[Watch, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Sweeper:
+        sweeper = cls._of.get(loop)
+        if sweeper is None:
+            sweeper = cls._of[loop] = cls(loop)
+        return sweeper
+
+    def add(self, watch: Watch) -> None:
+        self.pending[watch] = self.loop.time()
+        if self.timer is None:
+            self.timer = self.loop.call_later(WATCH_AFTER, self.sweep)
+
+    def sweep(self) -> None:
+        self.timer = None
+        due = self.loop.time() - WATCH_AFTER
+        for watch, started in list(self.pending.items()):
+            if started > due:  # this one and the later ones: next time
+                self.timer = self.loop.call_at(started + WATCH_AFTER, self.sweep)
+                return
+            del self.pending[watch]
+            watch.arm()
