@@ -83,7 +83,8 @@ class DirectResponse(WSGIResponse):
         self.omits_body = (
             request.method == "HEAD" or code in (204, 304) or 100 <= code < 200
         )
-        lines = [b"HTTP/%d.%d %s\r\n" % (*request.version, self.status.encode())]
+        major, minor = request.version
+        lines = [f"HTTP/{major}.{minor} {self.status}\r\n"]
         framed = extra = False
         for name, value in self.headers:
             lower = name.lower()
@@ -99,28 +100,25 @@ class DirectResponse(WSGIResponse):
                 self.chunked = True
             elif lower in ("date", "server", "connection"):
                 extra = True
-            lines.append(
-                b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
-            )
+            lines.append(f"{name}: {value}\r\n")
         if self.chunked or self.omits_body:
             self.length = None  # nothing to count: chunked, or no body at all
-        elif not framed and not self.omits_body:
+        elif not framed:
             if request.version >= (1, 1):
                 self.chunked = True
-                lines.append(b"Transfer-Encoding: chunked\r\n")
+                lines.append("Transfer-Encoding: chunked\r\n")
             else:  # HTTP/1.0: the end of the connection ends the body
                 self.close = True
-        protocol = self.protocol
-        self.close = self.close or protocol._will_close(request, False)
+        self.close = self.close or self.protocol._will_close(request, False)
+        head = "".join(lines).encode("latin-1")
         if not extra or not _has(self.headers, "server"):
-            lines.append(gunicorn_protocol._CACHED_SERVER_HEADER)
+            head += gunicorn_protocol._CACHED_SERVER_HEADER
         if not extra or not _has(self.headers, "date"):
-            lines.append(gunicorn_protocol._get_cached_date_header())
+            head += gunicorn_protocol._get_cached_date_header()
         if self.close and (not extra or not _has(self.headers, "connection")):
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
+            head += b"Connection: close\r\n"
         self.started = True
-        return b"".join(lines)
+        return head + b"\r\n"
 
     def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of our own; the connection closes."""
