@@ -15,8 +15,8 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.path import DottedNameResolver
 
-from .conftest import make_app
-from .servers import (
+from tests.harness.inprocess import make_app
+from tests.harness.servers import (
     UNIT,
     free_port,
     gunicorn_command,

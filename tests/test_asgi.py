@@ -10,14 +10,13 @@ from pyramid.exceptions import ConfigurationError
 
 from aiopyramid import asgi
 from aiopyramid._environ import LimitExceeded, Limits, build_environ
-
-from .servers import (
+from tests.harness.raw_http import raw_get
+from tests.harness.servers import (
     UNIT,
     console_script,
     free_port,
     import_required,
     python_module,
-    raw_get,
     require_module,
     running,
 )

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from .servers import (
+from tests.harness.raw_http import exchange
+from tests.harness.servers import (
     UNIT,
     free_port,
     gunicorn_command,
@@ -88,20 +89,6 @@ def worker():
     """For attacks on the HTTP layer, which only the worker controls."""
     with serve("gunicorn") as process:
         yield process
-
-
-def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
-    """Send ``data`` on a fresh connection; read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.settimeout(timeout * UNIT)
-        sock.sendall(data)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return answer
 
 
 def status_of(answer: bytes) -> int:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .servers import (
+from tests.harness.redis_server import RedisServer
+from tests.harness.servers import (
     UNIT,
-    RedisServer,
     free_port,
     gunicorn_command,
     import_required,
@@ -222,7 +222,7 @@ def asgi_app():
 
 def test_the_room_spans_uvicorn_workers_too():
     """Under plain uvicorn with two worker processes, the room is one room."""
-    from .servers import python_module
+    from tests.harness.servers import python_module
 
     redis = RedisServer()
     port = free_port()

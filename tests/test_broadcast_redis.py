@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from aiopyramid.broadcast import Broadcast, BroadcastUnavailable, get_broadcast
-
-from .asgi_client import websocket_scope
-from .servers import UNIT, RedisServer, free_port, import_required
+from tests.harness.asgi_client import websocket_scope
+from tests.harness.redis_server import RedisServer
+from tests.harness.servers import UNIT, free_port, import_required
 
 pytestmark = pytest.mark.server
 redis_asyncio = import_required("redis.asyncio")
@@ -268,8 +268,8 @@ def test_unreachable_redis_at_start_is_not_fatal():
 def test_ten_thousand_websocket_cycles_leave_nothing_behind(redis_server):
     """10,000 connect/subscribe/close cycles return tasks, greenlets, Redis
     connections and memory to where they started."""
-    from .conftest import live_spawned_greenlets
-    from .test_broadcast import room_app
+    from tests.apps.rooms import room_app
+    from tests.harness.inprocess import live_spawned_greenlets
 
     app = room_app(**{"aiopyramid.broadcast.url": redis_server.url})
     cycles = int(os.environ.get("AIOPYRAMID_TEST_BROADCAST_CYCLES", "10000"))

@@ -22,8 +22,7 @@ from aiopyramid.config import (
     is_coroutine_view,
 )
 from aiopyramid.helpers import synchronize
-
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 MAIN = threading.get_ident()
 

@@ -9,9 +9,8 @@ from pyramid.view import view_config
 
 from aiopyramid.asgi import make_asgi_app
 from aiopyramid.websocket.config import WebsocketMapper
-
-from .asgi_client import literal_blocks, texts, websocket_conversation
-from .servers import ROOT
+from tests.harness.asgi_client import literal_blocks, texts, websocket_conversation
+from tests.harness.servers import ROOT
 
 DOCS = ROOT / "docs"
 

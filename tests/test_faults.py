@@ -10,12 +10,14 @@ import time
 
 import pytest
 
-from .servers import (
+from tests.harness import mixed_load
+from tests.harness.mixed_load import counts, settled
+from tests.harness.raw_http import raw_get
+from tests.harness.servers import (
     UNIT,
     free_port,
     gunicorn_command,
     import_required,
-    raw_get,
     require_module,
     running,
     wait_until,
@@ -23,7 +25,7 @@ from .servers import (
 
 pytestmark = pytest.mark.server
 httpx = import_required("httpx")
-APP = "tests.apps.faults:main()"
+APP = "tests.harness.faults_app:main()"
 #: The server's slow-callback threshold: far above what a step that holds
 #: nothing takes even on a loaded machine (265 ms was seen), scaled by UNIT.
 SLOW_MS = int(500 * UNIT)
@@ -52,22 +54,6 @@ def get(server, path: str) -> httpx.Response:
     return httpx.get(server.url + path, timeout=30 * UNIT, headers=headers)
 
 
-def counts(server) -> dict:
-    """What is alive in the worker (its test-only /counts view)."""
-    return get(server, "/counts").json()
-
-
-def settle(server, expected: dict, timeout: float = 10) -> dict:
-    """Poll /counts until greenlets and tasks are back to ``expected``."""
-    deadline = time.monotonic() + timeout * UNIT
-    while True:
-        now = counts(server)
-        same = all(now[key] == expected[key] for key in ("greenlets", "tasks"))
-        if same or time.monotonic() > deadline:
-            return now
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize(
     ("path", "where"),
     [
@@ -87,21 +73,26 @@ def test_errors_reach_the_exception_view(server, path, where):
 
 def test_unhandled_error_is_a_500_and_the_worker_serves_on(server):
     """An error no exception view handles is a logged 500; the worker serves on."""
-    pid = counts(server)["pid"]
+    pid = counts(server.port)["pid"]
     assert get(server, "/unhandled").status_code == 500
     assert get(server, "/trav/a/b").text == "found b"
-    assert counts(server)["pid"] == pid
+    assert counts(server.port)["pid"] == pid
     assert "RuntimeError: nobody handles this" in server.log()
 
 
 def test_disconnects_unwind_the_request(server):
     """Clients leaving mid-await, mid-response and mid-upload leave nothing running."""
-    before = counts(server)
+    before = counts(server.port)
     events = before["events"]
+
+    def happened(event: str) -> int:
+        """How many more times ``event`` happened since ``before``."""
+        return counts(server.port)["events"][event] - events[event]
+
     # Mid-await: the view's wait is cancelled once the bridge notices.
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.1)
+        wait_until(lambda: happened("sleep-started") == 1)
     # Mid-response: the generated body's close() runs.
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /stream?n=100000 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -112,16 +103,11 @@ def test_disconnects_unwind_the_request(server):
             b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
             + b"x" * 1000
         )
+        # The input: a client stalled mid-upload for a moment, then gone.
         time.sleep(0.1)
-    deadline = time.monotonic() + 5 * UNIT
-    while time.monotonic() < deadline:
-        after = settle(server, before)
-        seen = after["events"]
-        if seen["sleep-cancelled"] > events["sleep-cancelled"] and (
-            seen["stream-closed"] > events["stream-closed"]
-        ):
-            break
-        time.sleep(0.1)
+    wait_until(lambda: happened("sleep-cancelled") and happened("stream-closed"))
+    after = settled(server.port, before)
+    seen = after["events"]
     assert seen["sleep-cancelled"] == events["sleep-cancelled"] + 1
     assert seen["stream-closed"] == events["stream-closed"] + 1
     assert seen["upload-seen"] == events["upload-seen"]
@@ -133,7 +119,6 @@ def test_disconnects_unwind_the_request(server):
 
 def test_twenty_thousand_mixed_requests_leak_nothing(server):
     """After 20,000 mixed requests, what was alive is back and RSS grew < 10%."""
-    from bench import mixed_load
 
     def load(total: int) -> mixed_load.Stats:
         return asyncio.run(mixed_load.run(server.port, total=total, connections=32))
@@ -143,15 +128,14 @@ def test_twenty_thousand_mixed_requests_leak_nothing(server):
     # only under a load as heavy as the one measured, then stays there.
     warm = load(20_000)
     assert warm.failures == []
-    time.sleep(0.5)
     # Idle, gunicorn's ASGI worker runs four tasks: its serving loop, the
     # lifespan, and the connection and request of /counts itself.
-    before = settle(server, {"greenlets": 1, "tasks": 4})
+    before = settled(server.port, {"greenlets": 1, "tasks": 4})
     stats = load(20_000)
     assert stats.failures == [], stats.failures[:10]
     assert stats.total == 20_000
     assert stats.disconnects >= 300 and stats.websockets >= 150
-    after = settle(server, before)
+    after = settled(server.port, before)
     assert after["greenlets"] == before["greenlets"] == 1  # /counts' own
     assert after["tasks"] == before["tasks"]
     assert after["threads"] == before["threads"]
@@ -195,9 +179,13 @@ def test_sigterm_with_a_hundred_requests_in_flight():
             calls = [
                 asyncio.ensure_future(raw_get(port, "/sleep?s=3")) for _ in range(100)
             ]
-            # Let the worker accept all 100 (slow under coverage) before the
+            # The worker runs all 100 views (slow under coverage) before the
             # signal: after it, new connections are refused by design.
-            await asyncio.sleep(1.5 * UNIT)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: counts(port)["events"]["sleep-started"] == 100,
+                15,
+            )
             process.signal(signal.SIGTERM)
             signalled = time.monotonic()
             statuses = [status for status, _ in await asyncio.gather(*calls)]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .browser import ARTIFACTS, chromium, open_room, say
-from .packaging import build_wheel, literal_lines, sh
-from .servers import ROOT, free_port, running
+from tests.harness.browser import chromium, open_room, say
+from tests.harness.packaging import build_wheel, literal_lines, sh
+from tests.harness.servers import ARTIFACTS, ROOT, free_port, running
 
 pytestmark = pytest.mark.server
 

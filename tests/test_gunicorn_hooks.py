@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .servers import import_required
+from tests.harness.servers import import_required
 
 gunicorn_protocol = import_required("gunicorn.asgi.protocol")
 import_required("websockets")

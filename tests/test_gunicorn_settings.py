@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import (
+from tests.harness.servers import (
     UNIT,
     free_port,
     gunicorn_command,
@@ -27,7 +27,7 @@ from .servers import (
     require_module,
     running,
 )
-from .test_gunicorn_worker import self_signed_certificate
+from tests.harness.tls import self_signed_certificate
 
 pytestmark = pytest.mark.server
 httpx = import_required("httpx")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .servers import import_required
+from tests.harness.servers import import_required
 
 import_required("gunicorn")
 import_required("websockets")

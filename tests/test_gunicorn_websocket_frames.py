@@ -17,13 +17,19 @@ from typing import Any
 
 import pytest
 
-from .servers import UNIT, free_port, gunicorn_command, import_required, running
+from tests.harness.servers import (
+    UNIT,
+    free_port,
+    gunicorn_command,
+    import_required,
+    running,
+)
 
 pytestmark = pytest.mark.server
 import_required("websockets")
 import_required("gunicorn")
 
-from tests.uwsgi_apps.raw_client import (  # noqa: E402
+from tests.harness.raw_websocket import (  # noqa: E402
     BINARY,
     CLOSE,
     CONT,

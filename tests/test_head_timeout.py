@@ -13,7 +13,13 @@ import time
 
 import pytest
 
-from .servers import UNIT, free_port, gunicorn_command, require_module, running
+from tests.harness.servers import (
+    UNIT,
+    free_port,
+    gunicorn_command,
+    require_module,
+    running,
+)
 
 pytestmark = pytest.mark.server
 

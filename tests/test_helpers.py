@@ -24,8 +24,7 @@ from aiopyramid.helpers import (
     synchronize,
     use_executor,
 )
-
-from .conftest import live_spawned_greenlets
+from tests.harness.inprocess import live_spawned_greenlets
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 

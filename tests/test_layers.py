@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .servers import ROOT
+from tests.harness.servers import ROOT
 
 PACKAGE = ROOT / "aiopyramid"
 

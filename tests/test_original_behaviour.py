@@ -37,8 +37,7 @@ from aiopyramid.helpers import (
 )
 from aiopyramid.traversal import SLASH, traverse
 from aiopyramid.tweens import coroutine_logger_tween_factory
-
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 
 def hand_off(func, *args):
@@ -545,9 +544,8 @@ def test_original_mapper_method_names():
 def test_launch_websocket_view_maps_as_the_mapper_does():
     """launch_websocket_view(view) serves the view as mapping it does."""
     from aiopyramid.websocket.config import UWSGIWebsocketMapper, WebsocketMapper
-
-    from .apps.websockets import legacy_echo as echo
-    from .asgi_client import texts, websocket_conversation
+    from tests.apps.websockets import legacy_echo as echo
+    from tests.harness.asgi_client import texts, websocket_conversation
 
     launched = WebsocketMapper().launch_websocket_view(echo)
     assert callable(launched)

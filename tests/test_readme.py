@@ -7,9 +7,8 @@ from webtest import TestApp
 
 from aiopyramid.asgi import make_asgi_app
 from aiopyramid.testing import SynchronousApp
-
-from .asgi_client import literal_blocks, texts, websocket_conversation
-from .servers import ROOT
+from tests.harness.asgi_client import literal_blocks, texts, websocket_conversation
+from tests.harness.servers import ROOT
 
 
 def block_with(marker: str) -> dict:

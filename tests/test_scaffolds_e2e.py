@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from .browser import ARTIFACTS, chromium, open_room, say, wait_people
-from .packaging import build_wheel, sh
-from .servers import RedisServer, free_port, require_module, running
+from tests.harness.browser import chromium, open_room, say, wait_people
+from tests.harness.packaging import build_wheel, sh
+from tests.harness.redis_server import RedisServer
+from tests.harness.servers import ARTIFACTS, free_port, require_module, running
 
 pytestmark = pytest.mark.server
 

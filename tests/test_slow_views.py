@@ -12,9 +12,8 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.response import Response
 
 from aiopyramid.helpers import synchronize
-
-from .conftest import get, make_app
-from .servers import UNIT
+from tests.harness.inprocess import get, make_app
+from tests.harness.servers import UNIT
 
 #: The threshold, far above what a step that holds nothing takes on a loaded
 #: machine, and how long the hogging views hold the loop: twice that.

@@ -55,24 +55,23 @@ from pathlib import Path
 
 import pytest
 
-from .servers import (
+from tests.harness.browser import chromium
+from tests.harness.servers import (
+    ARTIFACTS,
     ROOT,
     UNIT,
     ServerProcess,
     free_port,
     require,
-    require_module,
     running,
     wait_until,
 )
-from .uwsgi_apps.server import APT_PACKAGES, missing_uwsgi
+from tests.harness.uwsgi import APT_PACKAGES, missing_uwsgi
 
 pytestmark = pytest.mark.server
 
 DOCS = ROOT / "docs"
 TUTORIAL = DOCS / "tutorial.rst"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: The port the tutorial uses, and the command prompt of the feed's client.
 PORT = "6543"
 PROMPT = ">"
@@ -343,9 +342,10 @@ class Reader:
                 ):
                     assert feed is not None, "the feed's output before its command"
                     feed.shows(expected.splitlines())
-                    # The server adds the feed in on_open, just after the
-                    # handshake the client reports; a reader takes longer
-                    # than this to switch terminals.
+                    # The reader's pace, part of the input: the server adds
+                    # the feed in on_open, just after the handshake the
+                    # client reports (nothing shows when), and a reader
+                    # takes longer than this to switch terminals.
                     time.sleep(0.2 * UNIT)
                 elif step.kind == "output":
                     assert printed.strip() == expected, f"{typed} printed otherwise"
@@ -375,37 +375,21 @@ def get(url: str) -> str:
 
 def browse(server: ServerProcess, feed: Feed, screenshot: str) -> None:
     """Two tabs list the notes; a note posted in one shows in both and the feed."""
-    require_module("playwright")
-    require(
-        os.path.exists(CHROMIUM), "Chromium is not installed (apt-get install chromium)"
-    )
-    from playwright.sync_api import sync_playwright
-
     listed = [note["text"] for note in json.loads(get(server.url + "/notes"))["notes"]]
     assert listed, "the steps before the browser posted no note"
     shown = feed.lines()
     timeout = 10_000 * UNIT  # milliseconds
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
-        try:
-            tabs = [browser.new_page(), browser.new_page()]
-            for tab in tabs:
-                tab.goto(server.url + "/")
-                tab.wait_for_selector(
-                    f"#notes li:text-is('{listed[-1]}')", timeout=timeout
-                )
-            tabs[0].fill("input[name=text]", "call mum")
-            tabs[0].click("button")
-            for tab in tabs:
-                tab.wait_for_selector("#notes li:text-is('call mum')", timeout=timeout)
-            items = [tab.locator("#notes li").all_inner_texts() for tab in tabs]
-            tabs[1].screenshot(path=str(ARTIFACTS / screenshot))
-        finally:
-            browser.close()
+    with chromium() as browser:
+        tabs = [browser.new_page(), browser.new_page()]
+        for tab in tabs:
+            tab.goto(server.url + "/")
+            tab.wait_for_selector(f"#notes li:text-is('{listed[-1]}')", timeout=timeout)
+        tabs[0].fill("input[name=text]", "call mum")
+        tabs[0].click("button")
+        for tab in tabs:
+            tab.wait_for_selector("#notes li:text-is('call mum')", timeout=timeout)
+        items = [tab.locator("#notes li").all_inner_texts() for tab in tabs]
+        tabs[1].screenshot(path=str(ARTIFACTS / screenshot))
     assert items == [[*listed, "call mum"]] * 2
     feed.shows([*shown, "< call mum"])
 

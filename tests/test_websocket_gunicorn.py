@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .servers import (
+from tests.harness.servers import (
     UNIT,
     free_port,
     gunicorn_command,

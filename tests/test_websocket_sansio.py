@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-from .servers import import_required
+from tests.harness.servers import import_required
 
 import_required("websockets")
 

@@ -1,4 +1,4 @@
-"""A mixed load against ``tests.apps.faults``: the leak test's and the soak's client.
+"""A mixed load against :mod:`.faults_app`: the leak test's and the soak's client.
 
 Raw HTTP/1.1 over kept-alive loopback connections (a full HTTP client would
 cost more than the server it measures), in the proportions of a busy
@@ -10,9 +10,15 @@ conversations.  Every answer is checked against the status it must have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import time
+import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
+
+from tests.harness.servers import UNIT, wait_until
 
 #: (method, target, body, expected status), taken in turn by each connection.
 REQUESTS: list[tuple[str, str, bytes, int]] = [
@@ -177,3 +183,34 @@ async def run(
 
     await asyncio.gather(*(client(index) for index in range(connections)))
     return stats
+
+
+def counts(port: int) -> dict[str, Any]:
+    """What is alive in the worker: the faults application's ``/counts``.
+
+    On a connection the server closes after the answer: gunicorn keeps a
+    task per connection for a while after the client has gone, which would
+    blur the counts of the application's own tasks.
+    """
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/counts", headers={"Connection": "close"}
+    )
+    with urllib.request.urlopen(request, timeout=30 * UNIT) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer
+
+
+def settled(port: int, baseline: dict[str, Any], seconds: float = 10) -> dict[str, Any]:
+    """``/counts`` once greenlets and tasks are back to ``baseline``.
+
+    After ``seconds`` (times UNIT) the counts as they are: the caller judges.
+    """
+    now: dict[str, Any] = {}
+
+    def back() -> bool:
+        now.update(counts(port))
+        return all(now[key] == baseline[key] for key in ("greenlets", "tasks"))
+
+    with contextlib.suppress(AssertionError):
+        wait_until(back, seconds)
+    return now

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import ROOT
+from tests.harness.servers import ROOT
 
 
 def sh(

@@ -1,14 +1,18 @@
-"""Real servers for the tests: subprocesses on free loopback ports.
+"""Real servers on free loopback ports: the one launcher of the tests and benches.
 
-:class:`ServerProcess` starts a command, waits until its port accepts
-connections, and stops it afterwards; its output goes to a log file that is
-printed when the test fails.  :func:`require` skips a test whose requirement is
-missing, except under ``CI=true``, where a missing requirement is a failure.
+:class:`ServerProcess` starts a command (gunicorn, uvicorn, hypercorn,
+granian, pserve, uWSGI, redis-server...), waits until it is ready, and stops
+it afterwards; its output goes to a log file, which :func:`running` prints
+when the block fails.  Every timeout is a multiple of :data:`UNIT`, and a
+test waits for an event with :func:`wait_until`, never with a bare sleep.
+:func:`require` skips a test whose requirement is missing, except under
+``CI=true``, where a missing requirement is a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -18,15 +22,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-#: One unit for every timeout in the server tests; raise it on a slow machine.
+#: The repository's root (servers run from there, with it on PYTHONPATH).
+ROOT = Path(__file__).resolve().parents[2]
+#: Where logs and screenshots are kept as test artifacts.
+ARTIFACTS = ROOT / "test-artifacts"
+#: One unit for every timeout of the tests; raise it on a slow machine.
 UNIT = float(os.environ.get("AIOPYRAMID_TEST_TIMEOUT_UNIT", "1"))
+#: The worker class, as gunicorn's ``-k`` takes it.
 WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
 
 
@@ -51,7 +61,7 @@ def require_module(name: str) -> None:
     require(importlib.util.find_spec(name) is not None, f"{name} is not installed")
 
 
-def wait_until(condition: Any, seconds: float = 5) -> None:
+def wait_until(condition: Callable[[], object], seconds: float = 5) -> None:
     """Poll ``condition`` until it is true; fail after ``seconds`` (times UNIT)."""
     deadline = time.monotonic() + seconds * UNIT
     while not condition():
@@ -66,8 +76,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def answers_http(url: str) -> bool:
+    """Whether ``url`` gets an HTTP answer, whatever its status."""
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:  # an answer all the same
+        return True
+    except OSError:  # not listening yet, or not answering yet
+        return False
+    return True
+
+
 class ServerProcess:
-    """A server subprocess on ``127.0.0.1:port`` (or a unix socket)."""
+    """A server subprocess on ``127.0.0.1:port`` (or a unix socket).
+
+    It runs in a session of its own from ``cwd`` with the repository on
+    ``PYTHONPATH`` (``env`` adds to the environment, and may replace that),
+    writing to ``log`` (a temporary file unless given).  ``stop_signal`` is
+    what :meth:`stop` sends: SIGINT for uvicorn, which re-raises the signal
+    it stopped on (SIGINT then ends Python normally, so coverage data is
+    saved, where SIGTERM would kill it), SIGTERM for the others.
+    ``preexec_fn`` runs in the child before the command (the benches raise
+    the file descriptor limit there).
+    """
 
     def __init__(
         self,
@@ -77,15 +108,23 @@ class ServerProcess:
         unix_socket: str | None = None,
         env: dict[str, str] | None = None,
         cwd: Path = ROOT,
+        log: Path | None = None,
+        stop_signal: int | None = None,
+        preexec_fn: Callable[[], object] | None = None,
     ) -> None:
         self.args = list(args)
         self.port = port
         self.unix_socket = unix_socket
         self.url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}"
-        self.log_path = Path(
-            tempfile.mkstemp(prefix="aiopyramid-server-", suffix=".log")[1]
-        )
+        if stop_signal is None:
+            uvicorn = any("uvicorn" in arg for arg in self.args[:3])
+            stop_signal = signal.SIGINT if uvicorn else signal.SIGTERM
+        self.stop_signal = stop_signal
+        self.temporary_log = log is None
+        if log is None:
+            log = Path(tempfile.mkstemp(prefix="aiopyramid-server-", suffix=".log")[1])
+        self.log_path = log
         self._log = self.log_path.open("wb")
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(
@@ -99,24 +138,32 @@ class ServerProcess:
             env=environment,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
 
+    def is_ready(self) -> bool:
+        """Whether the server accepts connections (subclasses may ask more)."""
+        with contextlib.suppress(OSError):
+            if self.unix_socket:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(self.unix_socket)
+            else:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+            return True
+        return False
+
     def wait_ready(self, timeout: float = 15) -> ServerProcess:
-        """Wait until the server accepts connections; fail with its log if not."""
+        """Wait until :meth:`is_ready`; fail with the server's log if it never is."""
         deadline = time.monotonic() + timeout * UNIT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(
                     f"server exited with {self.process.returncode}:\n{self.log()}"
                 )
-            with contextlib.suppress(OSError):
-                if self.unix_socket:
-                    with socket.socket(socket.AF_UNIX) as sock:
-                        sock.connect(self.unix_socket)
-                else:
-                    socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+            if self.is_ready():
                 return self
             time.sleep(0.05)
+        self.stop()
         pytest.fail(f"server did not start in {timeout * UNIT} s:\n{self.log()}")
 
     def log(self) -> str:
@@ -130,14 +177,9 @@ class ServerProcess:
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 15) -> int:
-        """Stop the server gracefully, killing it if it lingers.
-
-        uvicorn re-raises the signal it stopped on: SIGINT then ends Python
-        normally (so coverage data is saved), where SIGTERM would kill it.
-        """
+        """Stop the server gracefully, killing its process group if it lingers."""
         if self.process.poll() is None:
-            uvicorn = any("uvicorn" in arg for arg in self.args[:3])
-            self.process.send_signal(signal.SIGINT if uvicorn else signal.SIGTERM)
+            self.process.send_signal(self.stop_signal)
             try:
                 self.process.wait(timeout * UNIT)
             except subprocess.TimeoutExpired:
@@ -148,22 +190,33 @@ class ServerProcess:
         return self.process.returncode
 
 
-async def raw_get(port: int, path: str) -> tuple[int, bytes]:
-    """GET ``path`` over a fresh connection with a minimal client.
+@contextlib.contextmanager
+def serving(server: ServerProcess, timeout: float = 15) -> Iterator[ServerProcess]:
+    """Wait until ``server`` is ready, and stop it after the block.
 
-    Far cheaper than a full HTTP client, so that hundreds of concurrent
-    requests measure the server rather than the client.
+    Its log is printed if the block fails, and removed afterwards if it was
+    a temporary file.
     """
-    import asyncio
+    try:
+        yield server.wait_ready(timeout)
+    except BaseException:
+        server.stop()
+        command = " ".join(server.args)
+        sys.stderr.write(f"--- server log ({command}) ---\n{server.log()}\n")
+        raise
+    else:
+        server.stop()
+    finally:
+        if server.temporary_log:
+            with contextlib.suppress(OSError):
+                server.log_path.unlink()
 
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-    )
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
+
+def running(
+    args: Sequence[str], port: int, **options: Any
+) -> contextlib.AbstractContextManager[ServerProcess]:
+    """Run ``ServerProcess(args, port, **options)`` for the duration of a block."""
+    return serving(ServerProcess(args, port, **options))
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -188,67 +241,3 @@ def console_script(name: str) -> str:
     require(found is not None, f"the {name} command is not installed")
     assert found is not None
     return found
-
-
-@contextlib.contextmanager
-def running(
-    args: Sequence[str],
-    port: int,
-    **options: object,
-) -> Iterator[ServerProcess]:
-    """Run a server for the duration of the block; print its log on failure."""
-    server = ServerProcess(args, port, **options)  # type: ignore[arg-type]
-    try:
-        yield server.wait_ready()
-    except BaseException:
-        server.stop()
-        sys.stderr.write(f"--- server log ({' '.join(args)}) ---\n{server.log()}\n")
-        raise
-    else:
-        server.stop()
-    finally:
-        with contextlib.suppress(OSError):
-            server.log_path.unlink()
-
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-class RedisServer:
-    """A private redis-server on 127.0.0.1, which a test may stop and restart.
-
-    Without persistence; ``url`` is what ``aiopyramid.broadcast.url`` takes.
-    """
-
-    def __init__(self) -> None:
-        require(
-            shutil.which("redis-server") is not None, "apt-get install redis-server"
-        )
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: ServerProcess | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = ServerProcess(
-            [
-                REDIS,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            self.port,
-        ).wait_ready()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def log(self) -> str:
-        return self.process.log() if self.process else ""

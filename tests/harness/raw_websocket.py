@@ -1,4 +1,4 @@
-"""A websocket client on a plain socket, for the uWSGI tests.
+"""A websocket client on a plain socket, for the raw frame tests of each server.
 
 Frames are built by hand (hostile ones could not be built otherwise); the
 server's frames are read with the ``websockets`` client protocol.
@@ -17,12 +17,12 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from websockets.utils import apply_mask
 
-from .server import UWSGIServer
+from tests.harness.servers import UNIT, ServerProcess
 
 __all__ = ["BINARY", "CLOSE", "CONT", "PING", "PONG", "TEXT", "RawClient", "raw_frame"]
 
-#: The one unit every timeout here is a multiple of.
-UNIT = float(os.environ.get("AIOPYRAMID_TEST_TIMEOUT", "5"))
+#: How long the client waits for the server's next frame, by default.
+WAIT = 5 * UNIT
 
 
 def raw_frame(
@@ -49,8 +49,8 @@ PING, PONG, CLOSE = Opcode.PING, Opcode.PONG, Opcode.CLOSE
 class RawClient:
     """A websocket client on a plain socket, reading frames with websockets."""
 
-    def __init__(self, server: UWSGIServer, path: str = "/ws/echo") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", server.port), 2 * UNIT)
+    def __init__(self, server: ServerProcess, path: str = "/ws/echo") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), 10 * UNIT)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -89,7 +89,7 @@ class RawClient:
             if data and (self.answer_pings or self.protocol.state is not State.OPEN):
                 self.sock.sendall(data)
 
-    def frame(self, timeout: float = UNIT) -> Frame | None:
+    def frame(self, timeout: float = WAIT) -> Frame | None:
         """The server's next frame other than a ping; ``None`` at EOF."""
         deadline = time.monotonic() + timeout
         while not self.frames and not self.eof:
@@ -109,14 +109,14 @@ class RawClient:
             except TimeoutError:
                 break
 
-    def message(self, timeout: float = UNIT) -> tuple[Opcode, bytes]:
+    def message(self, timeout: float = WAIT) -> tuple[Opcode, bytes]:
         """The next data frame (the echo never fragments): opcode and payload."""
         frame = self.frame(timeout)
         assert frame is not None, "the server closed the connection"
         assert frame.opcode in (TEXT, BINARY) and frame.fin, frame
         return frame.opcode, bytes(frame.data)
 
-    def closed_with(self, timeout: float = UNIT) -> int:
+    def closed_with(self, timeout: float = WAIT) -> int:
         """Read up to the server's close frame and the end of TCP: the code."""
         frame = self.frame(timeout)
         while frame is not None and frame.opcode is not CLOSE:

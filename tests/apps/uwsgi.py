@@ -1,7 +1,7 @@
-"""The application that tests/test_uwsgi.py serves with uWSGI's asyncio plugin.
+"""The application that the uWSGI tests serve with uWSGI's asyncio plugin.
 
-Loaded by uWSGI (``module = app:application``) with the uWSGI virtualenv's
-Python, not by pytest.  Every route exercises one piece of aiopyramid.
+Loaded by uWSGI (``module = tests.apps.uwsgi:application``) with the uWSGI
+virtualenv's Python, not by pytest.  Every route exercises one piece of aiopyramid.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def make_application(wrapped: bool = True) -> Any:
     with Configurator() as config:
         config.include("aiopyramid")
         config.registry.registerAdapter(AsyncioTraverser, (Interface,), ITraverser)
-        config.add_tween("tests.uwsgi_apps.tweens.stamping_tween_factory")
+        config.add_tween("tests.apps.uwsgi_tweens.stamping_tween_factory")
         config.add_tween("aiopyramid.tweens.coroutine_logger_tween_factory")
         views = {
             "/sleep": sleep_view,

@@ -13,11 +13,9 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-from .servers import ROOT, require, require_module
+from tests.harness.servers import ARTIFACTS, require, require_module
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-#: Where screenshots are kept as test artifacts.
-ARTIFACTS = ROOT / "test-artifacts"
 #: Chromium's flags for a closed network, as root, without a screen.
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -1,4 +1,7 @@
-"""Failures, disconnects and leaks under the worker (``tests.apps.faults:main()``).
+"""The faults application: failures, disconnects and leaks under a server.
+
+Served as ``tests.harness.faults_app:main()`` to the worker's fault tests and
+to the mixed load of :mod:`.mixed_load` (the leak test and ``bench/soak.py``).
 
 Exceptions raised in a coroutine view, an awaited coroutine, a tween and an
 asynchronous traverser reach a custom exception view; ``/counts`` reports
@@ -27,7 +30,12 @@ from aiopyramid.traversal import AsyncioTraverser
 from aiopyramid.websocket.config import WebsocketMapper
 
 #: What happened, for the tests to ask about through /counts.
-EVENTS = {"sleep-cancelled": 0, "stream-closed": 0, "upload-seen": 0}
+EVENTS = {
+    "sleep-started": 0,
+    "sleep-cancelled": 0,
+    "stream-closed": 0,
+    "upload-seen": 0,
+}
 
 
 class Teapot(Exception):
@@ -119,7 +127,8 @@ def plain(request):
 
 
 async def sleep(request):
-    """Wait on the loop; count cancellations."""
+    """Wait on the loop; count waits and cancellations."""
+    EVENTS["sleep-started"] += 1
     try:
         await asyncio.sleep(float(request.params.get("s", "1")))
     except asyncio.CancelledError:
@@ -199,7 +208,9 @@ def main(global_config=None, **settings):
     with Configurator(settings=settings) as config:
         config.include("aiopyramid")
         config.registry.registerAdapter(AsyncioTraverser, (Interface,), ITraverser)
-        config.add_tween("tests.apps.faults.failing_tween_factory", under=EXCVIEW)
+        config.add_tween(
+            "tests.harness.faults_app.failing_tween_factory", under=EXCVIEW
+        )
         config.add_exception_view(teapot_view, Teapot)
         views = {
             "view_error": view_error,
