@@ -26,6 +26,7 @@ from tests.harness.servers import (
     import_required,
     require_module,
     running,
+    wait_until,
 )
 from tests.harness.tls import self_signed_certificate
 
@@ -76,6 +77,21 @@ def state(server) -> dict:
     return get(server, "/rss").json()
 
 
+def times_started(server, view: str) -> int:
+    """How many times ``view`` (``sleep`` or ``block``) started so far."""
+    events: list[str] = state(server)["events"]
+    return events.count(f"{view}-started")
+
+
+async def wait_started(server, view: str, count: int) -> None:
+    """Wait (letting the loop run) until ``view`` started ``count`` times."""
+
+    def enough() -> bool:
+        return times_started(server, view) >= count
+
+    await asyncio.to_thread(wait_until, enough, 15)
+
+
 def test_command_line_serves_both_kinds_of_view(server):
     """gunicorn -k AsyncGunicornWorker app:object serves plain and coroutine views."""
     assert get(server, "/hello").text == "Hello plain"
@@ -92,8 +108,7 @@ def test_uvloop_is_used_when_installed(server):
 def test_errors_answer_500_and_are_logged(server):
     """A failing view answers 500 and its traceback reaches gunicorn's error log."""
     assert get(server, "/boom").status_code == 500
-    time.sleep(0.2)
-    assert "RuntimeError: boom" in server.log()
+    wait_until(lambda: "RuntimeError: boom" in server.log())
 
 
 def test_two_hundred_waits_of_one_second_overlap(server):
@@ -114,8 +129,9 @@ def test_blocking_plain_view_does_not_hold_coroutine_view(server):
 
     async def main() -> float:
         async with httpx.AsyncClient(timeout=30 * UNIT) as client:
+            before = times_started(server, "block")
             blocked = asyncio.ensure_future(client.get(server.url + "/block?s=1"))
-            await asyncio.sleep(0.1)
+            await wait_started(server, "block", before + 1)
             started = time.monotonic()
             fast = await client.get(server.url + "/ahello")
             took = time.monotonic() - started
@@ -254,18 +270,16 @@ def test_generated_body_streams(server):
 
 def test_disconnect_cancels_waiting_view_and_closes_body(server):
     """A client that leaves cancels its view's wait and closes a generated body."""
+    before = times_started(server, "sleep")
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        wait_until(lambda: times_started(server, "sleep") > before)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /stream?mb=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.recv(65536)
-    deadline = time.monotonic() + 5 * UNIT
-    while time.monotonic() < deadline:
-        events = state(server)["events"]
-        if "sleep-cancelled" in events and "stream-closed" in events:
-            break
-        time.sleep(0.1)
+    ends = {"sleep-cancelled", "stream-closed"}
+    wait_until(lambda: ends <= set(state(server)["events"]))
+    events = state(server)["events"]
     assert "sleep-cancelled" in events
     assert "stream-closed" in events
 
@@ -275,15 +289,16 @@ def test_async_iterable_body_streams_events(server):
     with httpx.stream("GET", server.url + "/events?n=3", timeout=10) as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines == ["data: tick 0", "data: tick 1", "data: tick 2"]
-    time.sleep(0.1)
+    wait_until(lambda: "events-closed" in state(server)["events"])
     assert "events-closed" in state(server)["events"]
 
 
 def test_access_log_uses_gunicorn_format(server, access_log):
     """Access lines follow --access-logformat, request headers included."""
     get(server, "/ahello?q=1", headers={"X-Test": "marker"})
-    time.sleep(0.2)
-    assert "GET /ahello q=1 200 15 marker" in access_log.read_text()
+    line = "GET /ahello q=1 200 15 marker"
+    wait_until(lambda: line in access_log.read_text())
+    assert line in access_log.read_text()
 
 
 def test_request_head_limits(server):
@@ -335,10 +350,10 @@ def test_sigterm_finishes_requests_in_flight():
             calls = [
                 asyncio.ensure_future(raw_get(port, "/sleep?s=2.5")) for _ in range(100)
             ]
-            await asyncio.sleep(0.5)
+            await wait_started(process, "sleep", 100)
             process.signal(signal.SIGTERM)
             # gunicorn's worker looks at its state once a second.
-            await asyncio.sleep(1.5)
+            await asyncio.to_thread(wait_until, lambda: refuses(port))
             with pytest.raises(OSError):
                 await raw_get(port, "/ahello")
             return await asyncio.gather(*calls)
@@ -360,10 +375,13 @@ def test_max_requests_recycles_the_worker():
     )
     with running(command, port) as process:
         pids = set()
-        for _ in range(8):
+
+        def two_workers_seen() -> bool:
             with contextlib.suppress(httpx.TransportError):  # worker being replaced
                 pids.add(httpx.get(process.url + "/rss", timeout=10).json()["pid"])
-            time.sleep(0.2)
+            return len(pids) >= 2
+
+        wait_until(two_workers_seen, 10)
     assert len(pids) >= 2
 
 
@@ -384,13 +402,15 @@ def test_blocked_loop_gets_the_worker_restarted():
         except httpx.TransportError:
             status = 500
         assert status == 500
-        deadline = time.monotonic() + 10 * UNIT
         second = first
-        while second == first and time.monotonic() < deadline:
-            try:
+
+        def replaced() -> bool:
+            nonlocal second
+            with contextlib.suppress(httpx.TransportError):
                 second = httpx.get(process.url + "/rss", timeout=2).json()["pid"]
-            except httpx.TransportError:
-                time.sleep(0.2)
+            return second != first
+
+        wait_until(replaced, 10)
         assert "WORKER TIMEOUT" in process.log()
     assert second != first
 
@@ -460,11 +480,17 @@ def test_worker_leaves_when_its_parent_dies():
         worker = httpx.get(process.url + "/rss", timeout=10 * UNIT).json()["pid"]
         process.signal(signal.SIGKILL)
         process.process.wait(10 * UNIT)
-        deadline = time.monotonic() + 10 * UNIT
-        while worker_alive(worker):
-            assert time.monotonic() < deadline, "the orphaned worker kept running"
-            time.sleep(0.1)
+        wait_until(lambda: not worker_alive(worker), 10)  # the orphan leaves
         assert "Parent changed, shutting down" in process.log()
+
+
+def refuses(port: int) -> bool:
+    """Whether nothing accepts connections on ``port`` any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), UNIT).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def worker_alive(pid: int) -> bool:
@@ -491,7 +517,7 @@ def test_sigint_stops_at_once_dropping_requests_in_flight():
         async def main() -> float:
             async with httpx.AsyncClient(timeout=30 * UNIT) as client:
                 call = asyncio.ensure_future(client.get(process.url + "/sleep?s=20"))
-                await asyncio.sleep(0.5)
+                await wait_started(process, "sleep", 1)
                 started = time.monotonic()
                 process.signal(signal.SIGINT)
                 with pytest.raises(httpx.TransportError):
