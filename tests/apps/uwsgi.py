@@ -246,7 +246,7 @@ def make_application(wrapped: bool = True) -> Any:
     with Configurator() as config:
         config.include("aiopyramid")
         config.registry.registerAdapter(AsyncioTraverser, (Interface,), ITraverser)
-        config.add_tween("tests.apps.uwsgi_tweens.stamping_tween_factory")
+        config.add_tween("tests.apps.tweens.stamping_tween_factory")
         config.add_tween("aiopyramid.tweens.coroutine_logger_tween_factory")
         views = {
             "/sleep": sleep_view,
