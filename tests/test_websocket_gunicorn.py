@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from tests.harness.servers import (
     python_module,
     require_module,
     running,
+    wait_until,
 )
 
 pytestmark = pytest.mark.server
@@ -163,10 +163,7 @@ def test_abrupt_disconnect_ends_recv(server):
         ws.transport.abort()
 
     run(main())
-    deadline = time.monotonic() + 5 * UNIT
-    while int(httpx.get(server.url + "/status").text) == before:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: int(httpx.get(server.url + "/status").text) != before)
 
 
 def test_five_hundred_concurrent_connections(server):
@@ -186,9 +183,14 @@ def test_five_hundred_concurrent_connections(server):
 def test_broadcast_from_one_coroutine(server):
     """One coroutine feeds several connections."""
 
+    def subscribed() -> int:
+        return int(httpx.get(server.url + "/status?name=subscribed").text)
+
+    before = subscribed()
+
     async def main():
         clients = [await connect(server.ws_url + "/ws/subscribe") for _ in range(3)]
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(wait_until, lambda: subscribed() == before + 3)
         async with httpx.AsyncClient() as client:
             count = (await client.get(server.url + "/broadcast?m=news")).text
         received = [await ws.recv() for ws in clients]
@@ -199,14 +201,6 @@ def test_broadcast_from_one_coroutine(server):
     count, received = run(main())
     assert int(count) >= 3
     assert received == ["news"] * 3
-
-
-def wait_until(condition, seconds: float = 5) -> None:
-    """Poll ``condition`` until it holds; fail after ``seconds`` (scaled)."""
-    deadline = time.monotonic() + seconds * UNIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_push_to_vanished_client_ends_the_view(server):
