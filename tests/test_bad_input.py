@@ -399,7 +399,7 @@ def test_slowloris_blocks_nobody(server):
         while time.monotonic() - started < 3 * UNIT:
             assert hello(server.port).endswith(b"Hello coroutine")
             served += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the input: the others' requests, paced
     finally:
         stop.set()
         slow.join(10 * UNIT)

@@ -25,6 +25,7 @@ from tests.harness.servers import (
     gunicorn_command,
     import_required,
     running,
+    wait_until,
 )
 
 pytestmark = pytest.mark.server
@@ -139,7 +140,10 @@ def test_redis_restart_under_two_workers(tmp_path):
                 assert await next_text(two) == "before"
 
                 redis.stop()
-                await asyncio.sleep(0.5)
+                # Both workers notice.
+                await asyncio.to_thread(
+                    wait_until, lambda: server.log().count("lost Redis at") == 2
+                )
                 await one.send("during")
                 answer = json.loads(await next_text(one))
                 assert "cannot be reached" in answer["error"]

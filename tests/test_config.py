@@ -170,7 +170,7 @@ def test_plain_view_does_not_block_coroutine_views(run):
     finished = []
 
     def slow(request):
-        time.sleep(0.5)
+        time.sleep(0.5)  # the input: a plain view blocking its thread
         finished.append("slow")
         return Response("slow")
 

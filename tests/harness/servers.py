@@ -11,6 +11,7 @@ test waits for an event with :func:`wait_until`, never with a bare sleep.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import importlib.util
@@ -24,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,22 @@ def wait_until(condition: Callable[[], object], seconds: float = 5) -> None:
     """Poll ``condition`` until it is true; fail after ``seconds`` (times UNIT)."""
     deadline = time.monotonic() + seconds * UNIT
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"not met in time: {_named(condition)}"
         time.sleep(0.05)
+
+
+async def wait_until_async(
+    condition: Callable[[], Awaitable[object]], seconds: float = 5
+) -> None:
+    """:func:`wait_until` for a coroutine function, polled on the running loop."""
+    deadline = time.monotonic() + seconds * UNIT
+    while not await condition():
+        assert time.monotonic() < deadline, f"not met in time: {_named(condition)}"
+        await asyncio.sleep(0.05)
+
+
+def _named(condition: Callable[..., object]) -> str:
+    return (condition.__doc__ or repr(condition)).strip()
 
 
 def free_port() -> int:
