@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.servers import import_required
+from tests.harness.servers import import_required, wait_until_async
 
 import_required("gunicorn")
 import_required("websockets")
@@ -129,7 +129,7 @@ def test_bytes_before_the_accept_wait_for_it() -> None:
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the input: an application slow to accept
         await send({"type": "websocket.accept", "headers": [(b"x-extra", b"1")]})
         received.append(await receive())
         with pytest.raises(RuntimeError, match="sent twice"):
@@ -193,11 +193,12 @@ def test_a_client_gone_before_the_accept() -> None:
 def test_unread_messages_pause_reading_until_taken() -> None:
     """Sixteen waiting messages pause reading; taking them resumes it."""
     paused: list[bool] = []
+    fed = asyncio.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
-        await asyncio.sleep(0.01)  # the messages pile up meanwhile
+        await fed.wait()  # the messages pile up meanwhile
         paused.append(transport.paused)
         for _ in range(20):
             await receive()
@@ -210,6 +211,7 @@ def test_unread_messages_pause_reading_until_taken() -> None:
         websocket, task = serve(app, transport, close_timeout=0.1)
         await asyncio.sleep(0)
         websocket.feed_data(client_frames(*(str(n) for n in range(20))))
+        fed.set()
         await task
 
     transport = Transport()
@@ -220,17 +222,21 @@ def test_unread_messages_pause_reading_until_taken() -> None:
 def test_pings_stop_with_the_connection() -> None:
     """With pings on, a ping goes out; a close ends them."""
 
+    async def pinged() -> bool:
+        """A ping went out (a frame's first byte: FIN and opcode 9)."""
+        return b"\x89" in transport.written.partition(b"\r\n\r\n")[2]
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
-        await asyncio.sleep(0.05)
+        await wait_until_async(pinged)
 
     async def main() -> bytes:
-        transport = Transport()
         _, task = serve(app, transport, ping_interval=0.01, close_timeout=0.01)
         await task
         return bytes(transport.written)
 
+    transport = Transport()
     written = asyncio.run(main())
     client = Protocol(Side.CLIENT, state=State.OPEN)
     client.receive_data(written.partition(b"\r\n\r\n")[2])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-from tests.harness.servers import import_required
+from tests.harness.servers import import_required, wait_until_async
 
 import_required("websockets")
 
@@ -70,15 +70,23 @@ def test_keepalive_without_timeout_pings_on_and_stops_when_closed() -> None:
 
     async def main() -> list[Opcode]:
         protocol = server_protocol(None)
+        client = Protocol(Side.CLIENT, state=State.OPEN)
+        opcodes: list[Opcode] = []
+
+        async def pinged_twice() -> bool:
+            """Two pings went out."""
+            client.receive_data(b"".join(protocol.data_to_send()))
+            opcodes.extend(frame.opcode for frame in client.events_received())
+            return opcodes.count(Opcode.PING) >= 2
+
         keepalive = Keepalive(protocol, 0.01, None, lambda: None)
         keepalive.start()
-        await asyncio.sleep(0.05)
+        await wait_until_async(pinged_twice)
         protocol.send_close(1000)
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.03)  # the input: three intervals without a ping
         keepalive.stop()
-        client = Protocol(Side.CLIENT, state=State.OPEN)
-        client.receive_data(b"".join(protocol.data_to_send()))
-        return [frame.opcode for frame in client.events_received()]
+        await pinged_twice()  # reads what came since
+        return opcodes
 
     opcodes = asyncio.run(main())
     assert opcodes.count(Opcode.PING) >= 2
