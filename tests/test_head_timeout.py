@@ -84,4 +84,4 @@ def test_kept_alive_connections_are_not_cut() -> None:
                 assert chunk, f"closed after {answer!r}"
                 answer += chunk
             assert answer.startswith(b"HTTP/1.1 200 OK"), answer
-            time.sleep(1.5)  # longer than the head deadline
+            time.sleep(1.5)  # the input: idle longer than the head deadline
