@@ -114,7 +114,7 @@ async def leave_mid_request(port: int) -> None:
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /sleep?s=30 HTTP/1.1\r\nHost: load\r\n\r\n")
     await writer.drain()
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # the input: a client leaving 10 ms after asking
     writer.transport.abort()
 
 
