@@ -50,7 +50,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
         request,
         "tests.apps.uwsgi:application",
         "uwsgi.log",
-        # No keepalive pings here (test_uwsgi_websocket_frames has them).
+        # No keepalive pings here (websocket/config/test_uwsgi_frames.py has them).
         extra_ini="websockets-ping-freq = 0\n",
     ) as uwsgi:
         yield uwsgi

@@ -1,8 +1,8 @@
 """gunicorn's settings, each through a real gunicorn process with the worker.
 
-``tests/test_gunicorn_worker.py`` covers ``bind`` (TCP and unix), ``threads``,
+``tests/gunicorn/test_worker.py`` covers ``bind`` (TCP and unix), ``threads``,
 ``timeout``, ``graceful_timeout``, ``max_requests``, ``limit_request_*``,
-``forwarded_allow_ips``, TLS and ``accesslog``; ``tests/test_attacks.py``
+``forwarded_allow_ips``, TLS and ``accesslog``; ``tests/gunicorn/test_attacks.py``
 covers ``worker_connections``.  Here: the rest.
 """
 

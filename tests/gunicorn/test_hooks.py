@@ -5,7 +5,7 @@ its websocket implementation, or for choosing the worker's connection
 protocol (see ``aiopyramid/gunicorn/_protocol.py``).  A gunicorn upgrade
 that renames or reshapes one of these fails here, by name, before anything
 subtler breaks.  The worker's server tests (``test_head_timeout.py``,
-``test_gunicorn_websocket_frames.py``) check that each is still *called*.
+``test_websocket_frames.py``) check that each is still *called*.
 """
 
 from __future__ import annotations

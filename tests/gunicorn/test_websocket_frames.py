@@ -2,7 +2,7 @@
 
 One gunicorn worker serves ``tests/apps/websockets.py`` with a 1 MiB message
 limit and a keepalive ping every half second.  The client is a plain socket
-(``tests/uwsgi_apps/raw_client.py``, shared with the uWSGI frame tests):
+(``tests/harness/raw_websocket.py``, shared with the uWSGI frame tests):
 frames are built by hand and the server's are read with the ``websockets``
 client protocol.  Each malformed frame gets its close code, and the worker
 still serves afterwards.

@@ -1,7 +1,7 @@
 """The worker's websocket connection object, in process, on a fake transport.
 
-The server tests (``test_websocket_gunicorn.py``,
-``test_gunicorn_websocket_frames.py``) drive it through gunicorn; these
+The server tests (``tests/websocket/config/test_gunicorn.py``,
+``tests/gunicorn/test_websocket_frames.py``) drive it through gunicorn; these
 reach the paths a well-behaved client and application never take.
 """
 
