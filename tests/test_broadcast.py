@@ -20,16 +20,8 @@ from aiopyramid.broadcast import (
 from aiopyramid.helpers import synchronize
 from tests.apps.rooms import room_app
 from tests.harness.asgi_client import texts, websocket_conversation, websocket_scope
-from tests.harness.inprocess import get, make_app
-
-
-async def drain(subscription, count):
-    """The next ``count`` messages of ``subscription``, within a second."""
-
-    async def take():
-        return [await subscription.__anext__() for _ in range(count)]
-
-    return await asyncio.wait_for(take(), 1)
+from tests.harness.inprocess import get, make_app, next_messages
+from tests.harness.servers import UNIT
 
 
 def test_text_and_bytes_reach_every_subscriber(run):
@@ -44,8 +36,8 @@ def test_text_and_bytes_reach_every_subscriber(run):
         ):
             await broadcast.publish("room", "hello")
             await broadcast.publish("room", b"\x00\xff")
-            assert await drain(one, 2) == ["hello", b"\x00\xff"]
-            assert await drain(two, 2) == ["hello", b"\x00\xff"]
+            assert await next_messages(one, 2) == ["hello", b"\x00\xff"]
+            assert await next_messages(two, 2) == ["hello", b"\x00\xff"]
             assert other._queue == deque_of()
 
     run(main())
@@ -73,7 +65,7 @@ def test_iteration_ends_when_the_subscription_closes(run):
             await broadcast.publish("c", "one")
             await asyncio.sleep(0)
             subscription.close()
-            await asyncio.wait_for(reader, 1)
+            await asyncio.wait_for(reader, UNIT)
         await broadcast.publish("c", "after")  # nobody left: fine
         return received
 
@@ -113,7 +105,7 @@ def test_good_channel_names_are_accepted(run):
         name = "app:room/42_a.b@c+d=e-f"
         async with broadcast.subscribe(name) as subscription:
             await broadcast.publish(name, "x")
-            return await drain(subscription, 1)
+            return await next_messages(subscription, 1)
 
     assert run(main()) == ["x"]
 
@@ -129,7 +121,7 @@ def test_messages_over_max_size_are_refused_unsent(run):
             with pytest.raises(MessageTooLarge, match="6-byte"):
                 await broadcast.publish("c", "ééé")
             await broadcast.publish("c", "1234")
-            return await drain(subscription, 1)
+            return await next_messages(subscription, 1)
 
     assert run(main()) == ["1234"]
 
@@ -152,10 +144,10 @@ def test_slow_subscriber_drops_oldest_and_others_get_all(run):
             got = []
             for n in range(10):
                 await broadcast.publish("c", str(n))
-                got.extend(await drain(fast, 1))
+                got.extend(await next_messages(fast, 1))
             assert got == [str(n) for n in range(10)]
             assert slow.dropped == 7
-            return await drain(slow, 3)
+            return await next_messages(slow, 3)
 
     assert run(main()) == ["7", "8", "9"]
 
@@ -255,7 +247,7 @@ def test_coroutine_and_executor_views_publish(run):
         async with broadcast.subscribe("news") as subscription:
             assert (await get(app, "/post?text=hi")).status_code == 200
             assert (await get(app, "/plain")).status_code == 200
-            return await drain(subscription, 2)
+            return await next_messages(subscription, 2)
 
     assert run(main()) == ["hi", "from a thread"]
 
@@ -313,11 +305,11 @@ def test_relay_closes_a_websocket_that_stops_reading(run, caplog):
 
     async def main():
         conversation = asyncio.ensure_future(app(scope, receive, send))
-        await asyncio.wait_for(accepted.wait(), 5)
+        await asyncio.wait_for(accepted.wait(), 5 * UNIT)
         for n in range(5):
             await broadcast.publish("room", str(n))
             await asyncio.sleep(0)
-        await asyncio.wait_for(conversation, 5)
+        await asyncio.wait_for(conversation, 5 * UNIT)
 
     with caplog.at_level("WARNING", logger="aiopyramid.broadcast"):
         run(main())
@@ -332,7 +324,7 @@ def test_aclose_ends_the_loops_subscriptions(run):
 
     async def main():
         subscription = await broadcast.subscribe("c").open()
-        reader = asyncio.ensure_future(drain(subscription, 1))
+        reader = asyncio.ensure_future(next_messages(subscription, 1))
         await asyncio.sleep(0)
         await broadcast.aclose()
         with pytest.raises(StopAsyncIteration):
@@ -350,7 +342,7 @@ def test_each_event_loop_gets_its_own_hub():
     async def use():
         async with broadcast.subscribe("c") as subscription:
             await broadcast.publish("c", "x")
-            return await drain(subscription, 1), broadcast.connected
+            return await next_messages(subscription, 1), broadcast.connected
 
     assert asyncio.run(use()) == (["x"], True)
     assert asyncio.run(use()) == (["x"], True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from pyramid.config import Configurator
 from webob import Request
 
 from aiopyramid.helpers import spawn_greenlet
+from tests.harness.servers import UNIT
 
 
 def make_app(setup: Callable[[Configurator], None], **settings: Any) -> Any:
@@ -38,3 +40,15 @@ def live_spawned_greenlets() -> list[greenlet.greenlet]:
         for g in gc.get_objects()
         if isinstance(g, _SpawnedGreenlet) and not g.dead and id(g) not in idle
     ]
+
+
+async def next_messages(subscription: Any, count: int, seconds: float = 5) -> list[Any]:
+    """The next ``count`` messages of a broadcast subscription.
+
+    Fails after ``seconds`` (times UNIT).
+    """
+
+    async def take() -> list[Any]:
+        return [await subscription.__anext__() for _ in range(count)]
+
+    return await asyncio.wait_for(take(), seconds * UNIT)
