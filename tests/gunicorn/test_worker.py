@@ -207,7 +207,9 @@ def test_chunked_upload(server):
         for _ in range(10):
             yield b"a" * 100_000
 
-    result = httpx.post(server.url + "/upload", content=chunks(), timeout=30).json()
+    result = httpx.post(
+        server.url + "/upload", content=chunks(), timeout=30 * UNIT
+    ).json()
     assert result["size"] == 1_000_000
 
 
@@ -218,14 +220,18 @@ def test_body_over_maximum_answers_413():
     command = gunicorn_command("--paste", str(ini), "--bind", f"127.0.0.1:{port}")
     with running(command, port) as process:
         too_big = b"x" * (60 * 2**20 + 1)
-        response = httpx.post(process.url + "/upload", content=too_big, timeout=60)
+        response = httpx.post(
+            process.url + "/upload", content=too_big, timeout=60 * UNIT
+        )
         assert response.status_code == 413
 
         def chunks():
             for _ in range(61):
                 yield b"x" * 2**20
 
-        response = httpx.post(process.url + "/upload", content=chunks(), timeout=60)
+        response = httpx.post(
+            process.url + "/upload", content=chunks(), timeout=60 * UNIT
+        )
         assert response.status_code == 413
         assert httpx.get(process.url + "/ahello").text == "Hello coroutine"
 
@@ -286,7 +292,7 @@ def test_disconnect_cancels_waiting_view_and_closes_body(server):
 
 def test_async_iterable_body_streams_events(server):
     """An async generator body (server-sent events) streams from the loop."""
-    with httpx.stream("GET", server.url + "/events?n=3", timeout=10) as response:
+    with httpx.stream("GET", server.url + "/events?n=3", timeout=10 * UNIT) as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines == ["data: tick 0", "data: tick 1", "data: tick 2"]
     wait_until(lambda: "events-closed" in state(server)["events"])
@@ -378,7 +384,9 @@ def test_max_requests_recycles_the_worker():
 
         def two_workers_seen() -> bool:
             with contextlib.suppress(httpx.TransportError):  # worker being replaced
-                pids.add(httpx.get(process.url + "/rss", timeout=10).json()["pid"])
+                pids.add(
+                    httpx.get(process.url + "/rss", timeout=10 * UNIT).json()["pid"]
+                )
             return len(pids) >= 2
 
         wait_until(two_workers_seen, 10)
@@ -407,7 +415,7 @@ def test_blocked_loop_gets_the_worker_restarted():
         def replaced() -> bool:
             nonlocal second
             with contextlib.suppress(httpx.TransportError):
-                second = httpx.get(process.url + "/rss", timeout=2).json()["pid"]
+                second = httpx.get(process.url + "/rss", timeout=2 * UNIT).json()["pid"]
             return second != first
 
         wait_until(replaced, 10)

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-from tests.harness.servers import ARTIFACTS, require, require_module
+from tests.harness.servers import ARTIFACTS, UNIT, require, require_module
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Chromium's flags for a closed network, as root, without a screen.
@@ -54,9 +54,9 @@ def open_room(browser: Any, url: str, not_found: list[str]) -> Any:
         lambda response: response.status == 404 and not_found.append(response.url),
     )
     page.goto(url + "/")
-    page.wait_for_selector("#status:text('connected')", timeout=10_000)
+    page.wait_for_selector("#status:text('connected')", timeout=10_000 * UNIT)
     page.wait_for_function(
-        "document.getElementById('worker').textContent !== '…'", timeout=10_000
+        "document.getElementById('worker').textContent !== '…'", timeout=10_000 * UNIT
     )
     return page
 
@@ -70,4 +70,4 @@ def say(page: Any, text: str, *, as_bytes: bool = False) -> None:
 def wait_people(page: Any, count: int) -> None:
     """Wait until the page counts ``count`` people in the room."""
     text = f"{count} people here"
-    page.wait_for_selector(f"#people:text('{text}')", timeout=15_000)
+    page.wait_for_selector(f"#people:text('{text}')", timeout=15_000 * UNIT)

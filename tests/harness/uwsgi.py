@@ -25,6 +25,7 @@ import pytest
 from tests.harness.servers import (
     ARTIFACTS,
     ROOT,
+    UNIT,
     ServerProcess,
     answers_http,
     free_port,
@@ -128,7 +129,9 @@ class UWSGIServer(ServerProcess):
         """Save coverage data first when it is measured, then stop uWSGI."""
         if os.environ.get("COVERAGE_PROCESS_START") and self.process.poll() is None:
             with contextlib.suppress(OSError):
-                urllib.request.urlopen(self.url + "/_coverage", timeout=5).close()
+                urllib.request.urlopen(
+                    self.url + "/_coverage", timeout=5 * UNIT
+                ).close()
         return super().stop(timeout)
 
 

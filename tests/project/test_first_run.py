@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness.browser import chromium, open_room, say
 from tests.harness.packaging import build_wheel, literal_lines, sh
-from tests.harness.servers import ARTIFACTS, ROOT, free_port, running
+from tests.harness.servers import ARTIFACTS, ROOT, UNIT, free_port, running
 
 pytestmark = pytest.mark.server
 
@@ -69,7 +69,7 @@ def starter(
 
 
 def get_status(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=10 * UNIT) as response:
         return int(response.status)
 
 

@@ -19,7 +19,13 @@ import pytest
 from tests.harness.browser import chromium, open_room, say, wait_people
 from tests.harness.packaging import build_wheel, sh
 from tests.harness.redis_server import RedisServer
-from tests.harness.servers import ARTIFACTS, free_port, require_module, running
+from tests.harness.servers import (
+    ARTIFACTS,
+    UNIT,
+    free_port,
+    require_module,
+    running,
+)
 
 pytestmark = pytest.mark.server
 
@@ -94,7 +100,7 @@ def serve_command(venv: Path, project: Path, ini: str, port: int) -> list[str]:
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=10 * UNIT) as response:
         return response.read().decode()
 
 
@@ -213,7 +219,8 @@ def test_four_workers_share_the_room_through_redis(
             for _, page in chosen:
                 for worker, _ in chosen:
                     page.wait_for_selector(
-                        f"#log li:has-text('from worker {worker}')", timeout=10_000
+                        f"#log li:has-text('from worker {worker}')",
+                        timeout=10_000 * UNIT,
                     )
             chosen[0][1].screenshot(path=str(ARTIFACTS / "aio_websocket_redis.png"))
             log = server.log()
