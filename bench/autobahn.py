@@ -8,10 +8,10 @@ Run: ``python bench/autobahn.py --server worker`` (or ``uwsgi``, or
     ~/.pyenv/versions/2.7.18/bin/python -m virtualenv .venv-autobahn
     .venv-autobahn/bin/pip install autobahntestsuite
 
-The servers, each serving ``/ws/echo`` (an ``async def`` echo view):
+The servers, each serving ``/echo`` (the ``async def`` echo view of
+``bench/websocket_apps.py``):
 
-* ``worker``: gunicorn with ``AsyncGunicornWorker``, one worker, the
-  application of ``tests/apps/websockets.py`` with
+* ``worker``: gunicorn with ``AsyncGunicornWorker``, one worker,
   ``aiopyramid.websocket.max_size`` at 16 MiB + 1 KiB (cases 9.1.6 and 9.2.6
   send 16 MiB messages) and permessage-deflate on (its default): cases 1-7,
   9, 10, 12 and 13 run;
@@ -21,9 +21,8 @@ The servers, each serving ``/ws/echo`` (an ``async def`` echo view):
 * ``uwsgi``: Debian's uWSGI with the configuration ``docs/uwsgi.rst`` shows
   (master process, one worker, ``asyncio = 50``, greenlet), plus
   ``websockets-max-size`` raised to 16 MiB + 1 KiB; it serves
-  ``tests/uwsgi_apps/app.py`` (the unwrapped app), mapped with
-  ``UWSGIWebsocketMapper`` (12 and 13 are left out: uWSGI's handshake does
-  not negotiate permessage-deflate).
+  ``bench/uwsgi_echo.py``, mapped with ``UWSGIWebsocketMapper`` (12 and 13
+  are left out: uWSGI's handshake does not negotiate permessage-deflate).
 
 Prints the count of each verdict, every case that is not OK, the time the
 9.x (bulk) cases took, and whether the worker ever died; the full HTML
@@ -44,8 +43,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import free_port, gunicorn_command, python_module, running
-from tests.uwsgi_apps.server import REPO, UWSGIServer, missing_uwsgi, uwsgi_venv
+from tests.harness.servers import (
+    ARTIFACTS,
+    ROOT,
+    free_port,
+    gunicorn_command,
+    python_module,
+    running,
+    serving,
+)
+from tests.harness.uwsgi import missing_uwsgi, uwsgi_server, uwsgi_venv
 
 CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*"]
 DEFLATE_CASES = ["12.*", "13.*"]
@@ -58,9 +65,7 @@ disable-logging = true
 websockets-max-size = 16385
 """
 LIMIT = 16 * 1024 * 1024 + 1024
-WORKER_APP = (
-    f"tests.apps.websockets:with_settings('aiopyramid.websocket.max_size={LIMIT}')"
-)
+WORKER_APP = f"bench.websocket_apps:pyramid_app(max_size={LIMIT})"
 
 
 @contextlib.contextmanager
@@ -71,15 +76,15 @@ def serve(kind: str, work: Path) -> Iterator[tuple[int, list[str]]]:
         reason = missing_uwsgi()
         if reason is not None:
             sys.exit(reason)
-        server = UWSGIServer(
-            "tests.uwsgi_apps.app:bare_application",
+        server = uwsgi_server(
+            "bench.uwsgi_echo:application",
             work / "uwsgi.log",
             uwsgi_venv(),
             extra_ini=EXTRA_INI,
         )
-        with server.running():
+        with serving(server, timeout=30):
             yield server.port, log
-            log.append(server.log_text())
+            log.append(server.log())
         return
     port = free_port()
     bind = ("--bind", f"127.0.0.1:{port}")
@@ -90,7 +95,7 @@ def serve(kind: str, work: Path) -> Iterator[tuple[int, list[str]]]:
             "gunicorn",
             *("-k", "asgi", "--workers", "1", "--no-control-socket", *bind),
             *("--websocket-max-message-size", str(LIMIT)),
-            "tests.apps.websockets:asgi",
+            "bench.websocket_apps:pyramid_asgi()",
         )
     with running(command, port) as process:
         yield port, log
@@ -102,7 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--wstest",
-        default=str(REPO / ".venv-autobahn" / "bin" / "wstest"),
+        default=str(ROOT / ".venv-autobahn" / "bin" / "wstest"),
         help="Autobahn|Testsuite's wstest (Python 2.7 virtualenv)",
     )
     parser.add_argument(
@@ -116,7 +121,7 @@ def main() -> int:
     agent = f"aiopyramid-{args.server}"
     if not Path(args.wstest).exists():
         sys.exit(f"no {args.wstest}: see this script's docstring to install it")
-    reports = Path(args.reports or REPO / "test-artifacts" / f"autobahn-{args.server}")
+    reports = Path(args.reports or ARTIFACTS / f"autobahn-{args.server}")
     reports.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory() as work,
@@ -124,7 +129,7 @@ def main() -> int:
     ):
         spec = {
             "outdir": str(reports),
-            "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}/ws/echo"}],
+            "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}/echo"}],
             "cases": args.cases,
             "exclude-cases": [],
             "exclude-agent-cases": {},

@@ -45,14 +45,11 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "bench"
 
 # --- the servers' applications --------------------------------------------
@@ -179,24 +176,6 @@ def channels_app():  # uvicorn --factory bench.broadcast:channels_app
 # --- the bench itself -------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and its children (the workers), in seconds."""
     pids = [pid]
@@ -305,6 +284,10 @@ PEERS = {
 def main() -> None:
     import importlib.util
 
+    # The harness is imported here, not in the servers importing this module.
+    from tests.harness.redis_server import redis_command
+    from tests.harness.servers import free_port, running
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=10)
@@ -313,19 +296,12 @@ def main() -> None:
         "--only", nargs="*", help="servers to run (default: all that are installed)"
     )
     args = parser.parse_args()
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
+    if shutil.which("redis-server") is None:
         sys.exit("redis-server is needed: apt-get install redis-server")
     redis_port = free_port()
-    redis = subprocess.Popen(
-        [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
     names = ["aiopyramid, redis", "aiopyramid, memory", *PEERS]
     rows = []
-    try:
-        wait_port(redis_port, redis)
+    with running(redis_command(redis_port), redis_port):
         for name in args.only or names:
             missing = [
                 m for m in PEERS.get(name, ()) if not importlib.util.find_spec(m)
@@ -339,32 +315,24 @@ def main() -> None:
                 else f"redis://127.0.0.1:{redis_port}/0"
             )
             port = free_port()
-            env = dict(os.environ, BENCH_BROADCAST_URL=url, PYTHONPATH=str(ROOT))
-            server = subprocess.Popen(
-                server_command(name, port), env=env, cwd=ROOT,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
+            env = {"BENCH_BROADCAST_URL": url}
             try:
-                wait_port(port, server)
-                time.sleep(2)  # every worker booted
-                cpu = cpu_seconds(server.pid)
-                result = run(fan_out(port, args.subscribers, args.rate, args.seconds))
-                result["cpu %"] = (
-                    100 * (cpu_seconds(server.pid) - cpu) / result["elapsed"]
-                )
+                with running(server_command(name, port), port, env=env) as server:
+                    # Every worker booted: they say nothing at this log level.
+                    time.sleep(2)
+                    cpu = cpu_seconds(server.process.pid)
+                    result = run(
+                        fan_out(port, args.subscribers, args.rate, args.seconds)
+                    )
+                    result["cpu %"] = (
+                        100
+                        * (cpu_seconds(server.process.pid) - cpu)
+                        / result["elapsed"]
+                    )
                 rows.append((name, result))
                 print(name, {k: round(v, 1) for k, v in result.items()}, flush=True)
             except Exception as error:  # report the others anyway
                 print(f"{name}: failed: {error!r}", flush=True)
-            finally:
-                from bench._process import stop_group
-
-                stop_group(server)
-    finally:
-        from bench._process import stop_group
-
-        stop_group(redis)
     print()
     print(
         f"{args.subscribers} subscribers, {args.rate:g} messages/s, {args.seconds:g} s"

@@ -33,22 +33,26 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._process import stop_group  # noqa: E402
+from tests.harness.servers import (
+    ROOT,
+    WORKER,
+    ServerProcess,
+    answers_http,
+    free_port,
+    serving,
+    wait_until,
+)
 
 BIN = Path(sys.executable).parent
-WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
 #: The last commit whose worker ran uvicorn's HTTP layer.
 PREVIOUS = "e8d2b7b"
 #: Where the previous commit's tree is extracted (set by main()).
@@ -65,13 +69,6 @@ class Result:
     p99_ms: float
     errors: int
     cpu_us: float
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_fd_limit() -> None:
@@ -140,40 +137,24 @@ def commands(port: int) -> dict[str, list[str]]:
     }
 
 
-class Server:
-    """One server, pinned to ``core``, in its own process group."""
-
-    def __init__(self, name: str, core: int) -> None:
-        self.port = free_port()
-        command = commands(self.port)[name]
-        if shutil.which(command[0]) is None:
-            raise FileNotFoundError(command[0])
-        # The previous worker runs from its own tree, ahead of the installed
-        # package on the path.
-        root = previous_root if name == "previous" else ROOT
-        if root is None:
-            raise FileNotFoundError(f"the tree of commit {PREVIOUS}")
-        self.process = subprocess.Popen(
-            ["taskset", "-c", str(core), *command],
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=raise_fd_limit,
-            env={**os.environ, "PYTHONPATH": str(root)},
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(0.5)  # workers booted, not just the socket bound
-
-    def stop(self) -> None:
-        """Stop the whole process group."""
-        stop_group(self.process)
+def start(name: str, core: int) -> ServerProcess:
+    """Start the server ``name`` on a free port, pinned to ``core``."""
+    port = free_port()
+    command = commands(port)[name]
+    if shutil.which(command[0]) is None:
+        raise FileNotFoundError(command[0])
+    # The previous worker runs from its own tree, ahead of the installed
+    # package on the path.
+    root = previous_root if name == "previous" else ROOT
+    if root is None:
+        raise FileNotFoundError(f"the tree of commit {PREVIOUS}")
+    return ServerProcess(
+        ["taskset", "-c", str(core), *command],
+        port,
+        cwd=root,
+        env={"PYTHONPATH": str(root)},
+        preexec_fn=raise_fd_limit,
+    )
 
 
 def wrk(
@@ -217,18 +198,18 @@ def measure(
     try:
         if name == "starlette" and importlib.util.find_spec("starlette") is None:
             raise FileNotFoundError("starlette")
-        server = Server(name, core=1)
+        server = start(name, core=1)
     except FileNotFoundError as missing:
         print(f"  skipped {label}: {missing} is not installed", file=sys.stderr)
         return None
-    try:
-        url = f"http://127.0.0.1:{server.port}{path}"
+    with serving(server, timeout=20):
+        url = server.url + path
+        # The workers answer, not just the socket bound.
+        wait_until(lambda: answers_http(url), 20)
         wrk(url, min(connections, 50), 1, core=0)  # warm-up
         cpu_before = group_cpu(server.process.pid)
         rps, p99, errors, requests = wrk(url, connections, seconds, core=0)
         cpu = group_cpu(server.process.pid) - cpu_before
-    finally:
-        server.stop()
     return Result(label, rps, p99, errors, cpu / max(requests, 1) * 1e6)
 
 

@@ -1,8 +1,9 @@
 """Soak: a minute of mixed load against one AsyncGunicornWorker, on loopback.
 
 Run: ``python bench/soak.py`` (``--seconds`` to change the minute).  Starts
-gunicorn with ``tests.apps.faults`` on a free loopback port and drives it
-from this process with :mod:`bench.mixed_load`: coroutine and executor views,
+gunicorn with the harness's faults application on a free loopback port and
+drives it from this process with the harness's mixed load (the leak test's
+client, ``tests/harness/mixed_load.py``): coroutine and executor views,
 exception views and 500s, traversal, uploads, clients leaving mid-request
 and websocket conversations.  Prints the failures (there must be none), the
 p99 latency, and the worker's memory and live greenlets, tasks and threads
@@ -15,66 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import mixed_load  # noqa: E402
-
-WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def counts(port: int) -> dict:
-    """The worker's live greenlets, tasks, threads and RSS (its /counts view)."""
-    url = f"http://127.0.0.1:{port}/counts"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)  # type: ignore[no-any-return]
-
-
-def settled(port: int, baseline: dict, timeout: float = 10) -> dict:
-    """/counts once the clients that left have been unwound (or after timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = counts(port)
-        if (now["greenlets"], now["tasks"]) == (
-            baseline["greenlets"],
-            baseline["tasks"],
-        ) or (time.monotonic() > deadline):
-            return now
-        time.sleep(0.2)
-
-
-def wait_ready(
-    port: int, process: subprocess.Popen[bytes], timeout: float = 20
-) -> None:
-    """Wait until the server accepts connections."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
+from tests.harness import mixed_load
+from tests.harness.mixed_load import settled
+from tests.harness.servers import free_port, gunicorn_command, running
 
 
 def main() -> int:
@@ -85,48 +35,23 @@ def main() -> int:
     args = parser.parse_args()
 
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="aiopyramid-soak-", suffix=".log")  # noqa: SIM115
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            WORKER,
-            "--workers",
-            "1",
-            "--no-control-socket",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "tests.apps.faults:main()",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
+    command = gunicorn_command(
+        "--bind", f"127.0.0.1:{port}", "tests.harness.faults_app:main()"
     )
-    try:
-        wait_ready(port, server)
+    with running(command, port):
         warm = asyncio.run(
             mixed_load.run(port, total=3000, connections=args.connections)
         )
-        time.sleep(0.5)
-        start = settled(port, {"greenlets": 1, "tasks": 2})
+        # Once the warm-up's departed clients are unwound.  Idle, gunicorn's
+        # ASGI worker runs four tasks: its serving loop, the lifespan, and the
+        # connection and request of /counts itself.
+        start = settled(port, {"greenlets": 1, "tasks": 4})
         began = time.monotonic()
         stats = asyncio.run(
             mixed_load.run(port, seconds=args.seconds, connections=args.connections)
         )
         took = time.monotonic() - began
         end = settled(port, start)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
     growth = (end["rss"] - start["rss"]) / start["rss"] * 100
     print(f"soak: {took:.1f} s of mixed load, {args.connections} connections")

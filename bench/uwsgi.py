@@ -28,7 +28,8 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.uwsgi_apps.server import UWSGIServer, missing_uwsgi, uwsgi_venv
+from tests.harness.servers import serving
+from tests.harness.uwsgi import missing_uwsgi, uwsgi_server, uwsgi_venv
 
 FLAVOURS = {
     "coroutine view (aiopyramid)": "coroutine_app",
@@ -104,7 +105,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as logs:
         for _ in range(args.rounds):
             for name, app in FLAVOURS.items():
-                server = UWSGIServer(
+                server = uwsgi_server(
                     f"bench.uwsgi_hello:{app}",
                     Path(logs) / f"{app}.log",
                     venv,
@@ -114,8 +115,7 @@ def main() -> int:
                     # wrk reconnect instead of counting read errors.
                     extra_ini=EXTRA_INI,
                 )
-                with server.running():
-                    assert server.process is not None
+                with serving(server, timeout=30):
                     wrk(server.url + "/", 1, args.connections, cpu=1)  # warm up
                     before = cpu_seconds(server.process.pid)
                     count, rate, p99 = wrk(

@@ -38,30 +38,19 @@ import importlib.util
 import os
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._process import stop_group  # noqa: E402
+from tests.harness.servers import WORKER, ServerProcess, free_port
 
-WORKER = "aiopyramid.gunicorn.worker.AsyncGunicornWorker"
 MESSAGE = "hello, echo"
 TARGET_RATE = 0.8
 TARGET_MEMORY = 1.5
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_fd_limit(wanted: int = 16384) -> None:
@@ -92,12 +81,12 @@ def children(pid: int) -> list[int]:
 
 @dataclass
 class Server:
-    """One echo server subprocess in its own process group."""
+    """One echo server: its command line (``{port}`` stands for its port)."""
 
     name: str
     command: list[str]
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    process: ServerProcess | None = None
 
     @property
     def url(self) -> str:
@@ -105,32 +94,28 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/echo"
 
     def start(self, core: int | None, env: dict[str, str]) -> None:
-        """Start the server (pinned to ``core`` if given)."""
+        """Start the server (pinned to ``core`` if given); wait for its port."""
         command = [part.format(port=self.port) for part in self.command]
         if core is not None:
             command = ["taskset", "-c", str(core), *command]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=raise_fd_limit,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        )
+        self.process = ServerProcess(
+            command, self.port, env=env, preexec_fn=raise_fd_limit
+        ).wait_ready(30)
 
     def serving_pid(self) -> int:
         """The process holding the connections: gunicorn's worker, or the server."""
         assert self.process is not None
-        workers = children(self.process.pid)
+        pid = self.process.process.pid
+        workers = children(pid)
         if len(workers) == 1:
             return workers[0]
-        return self.process.pid
+        return pid
 
     def stop(self) -> None:
-        """Stop the whole process group."""
+        """Stop the server; remove its log."""
         if self.process is not None:
-            stop_group(self.process)
+            self.process.stop()
+            self.process.log_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -189,23 +174,12 @@ def servers(deflate: bool, uvloop: bool) -> list[Server]:
     return [aiopyramid, gunicorn_own, *others]
 
 
-async def wait_ready(server: Server, connect: Any, timeout: float = 30) -> str:
-    """Wait for a completed handshake; return the extensions it agreed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert server.process is not None
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}")
-        try:
-            async with connect(server.url) as ws:
-                await ws.send(MESSAGE)
-                await ws.recv()
-                agreed = ws.response.headers.get("Sec-WebSocket-Extensions", "")
-                return str(agreed)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+async def agreed_extension(server: Server, connect: Any) -> str:
+    """One echo through a started server: the extensions its handshake agreed."""
+    async with connect(server.url, open_timeout=30) as ws:
+        await ws.send(MESSAGE)
+        await ws.recv()
+        return str(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
 
 
 async def round_trips(url: str, connect: Any, seconds: float) -> float:
@@ -274,7 +248,7 @@ async def measure(args: argparse.Namespace, uvloop: bool) -> list[Result]:
             for server in pair:
                 server.start(core["server"] if core else None, env)
             for result in here:
-                result.extension = await wait_ready(result.server, connect)
+                result.extension = await agreed_extension(result.server, connect)
             for result in here:  # warm up
                 await round_trips(result.server.url, connect, 0.5)
             for _ in range(args.rounds):

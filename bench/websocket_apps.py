@@ -1,8 +1,9 @@
-"""The echo servers that ``bench/websocket.py`` compares.
+"""The echo servers that ``bench/websocket.py`` compares (and Autobahn fuzzes).
 
 * :func:`pyramid_app`: a Pyramid application with one websocket view at
   ``/echo``, for ``gunicorn -k aiopyramid.gunicorn.worker.AsyncGunicornWorker
-  'bench.websocket_apps:pyramid_app(deflate=False)'``;
+  'bench.websocket_apps:pyramid_app(deflate=False)'`` (and, with
+  ``UWSGIWebsocketMapper``, for uWSGI: ``bench/uwsgi_echo.py``);
 * :func:`pyramid_asgi`: the same through :mod:`aiopyramid.asgi`, for
   gunicorn's own ``-k asgi`` worker and its websocket implementation;
 * :func:`asgi_echo`: the echo as a plain ASGI application, to run under
@@ -26,17 +27,25 @@ async def echo(ws: Any) -> None:
         await ws.send(message)
 
 
-def pyramid_app(deflate: bool = True) -> Any:
-    """The Pyramid echo application; ``deflate`` sets permessage-deflate."""
+def pyramid_app(
+    deflate: bool = True, max_size: int | None = None, mapper: Any = None
+) -> Any:
+    """The Pyramid echo application.
+
+    ``deflate`` sets permessage-deflate, ``max_size`` the largest message (in
+    bytes), ``mapper`` the view mapper (``WebsocketMapper`` by default).
+    """
     from pyramid.config import Configurator
 
     from aiopyramid.websocket.config import WebsocketMapper
 
     settings = {"aiopyramid.websocket.per_message_deflate": str(deflate).lower()}
+    if max_size is not None:
+        settings["aiopyramid.websocket.max_size"] = str(max_size)
     with Configurator(settings=settings) as config:
         config.include("aiopyramid")
         config.add_route("echo", "/echo")
-        config.add_view(echo, route_name="echo", mapper=WebsocketMapper)
+        config.add_view(echo, route_name="echo", mapper=mapper or WebsocketMapper)
     return config.make_wsgi_app()
 
 

@@ -1,18 +1,14 @@
-"""Fixtures shared by the unit tests: a real event loop and small Pyramid apps."""
+"""Fixtures shared by the tests: a real event loop, and nothing left behind."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import greenlet
 import pytest
-from pyramid.config import Configurator
-from webob import Request
 
-from aiopyramid.helpers import spawn_greenlet
+from tests.harness.inprocess import live_spawned_greenlets
 
 
 @pytest.fixture
@@ -28,33 +24,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def run(loop: asyncio.AbstractEventLoop) -> Callable[[Any], Any]:
     """Run a coroutine to completion on the test's loop."""
     return loop.run_until_complete
-
-
-def make_app(setup: Callable[[Configurator], None], **settings: Any) -> Any:
-    """A WSGI app with aiopyramid included, configured by ``setup``."""
-    with Configurator(settings=settings) as config:
-        config.include("aiopyramid")
-        setup(config)
-    return config.make_wsgi_app()
-
-
-async def get(app: Any, path: str, **kwargs: Any) -> Any:
-    """Send a blank request for ``path`` through ``app`` in a child greenlet."""
-    request = Request.blank(path, **kwargs)
-    return await spawn_greenlet(request.get_response, app)
-
-
-def live_spawned_greenlets() -> list[greenlet.greenlet]:
-    """Child greenlets still busy with a job (idle pooled ones are fine)."""
-    from aiopyramid._greenlets import SpawnedGreenlet, idle_greenlets
-
-    gc.collect()
-    idle = {id(g) for g in idle_greenlets()}
-    return [
-        g
-        for g in gc.get_objects()
-        if isinstance(g, SpawnedGreenlet) and not g.dead and id(g) not in idle
-    ]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -15,14 +15,15 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.path import DottedNameResolver
 
-from .conftest import make_app
-from .servers import (
+from tests.harness.inprocess import make_app
+from tests.harness.servers import (
     UNIT,
     free_port,
     gunicorn_command,
     import_required,
     require_module,
     running,
+    wait_until,
 )
 
 httpx = import_required("httpx")
@@ -46,6 +47,11 @@ def toolbar():
         require_module(name)
     with serve("tests.apps.toolbar:app") as process:
         yield process
+
+
+async def logged(server, line: str) -> None:
+    """Wait (letting the loop run) until the server has logged ``line``."""
+    await asyncio.to_thread(wait_until, lambda: line in server.log())
 
 
 async def panels_of(client: httpx.AsyncClient, page: httpx.Response) -> str:
@@ -87,7 +93,7 @@ def test_interleaved_requests_each_see_their_own_log_records(toolbar):
             first = asyncio.ensure_future(
                 client.get(toolbar.url + "/page?name=AAA&s=0.5")
             )
-            await asyncio.sleep(0.15)
+            await logged(toolbar, "before the wait in AAA")
             second = await client.get(toolbar.url + "/page?name=BBB&s=0.05")
             plain = await client.get(toolbar.url + "/plain?name=PPP")
             return (
@@ -122,11 +128,11 @@ def test_performance_panel_never_freezes_the_worker(toolbar):
             first = asyncio.ensure_future(
                 profiled.get(toolbar.url + "/page?name=P1&s=1")
             )
-            await asyncio.sleep(0.2)
+            await logged(toolbar, "before the wait in P1")  # P1 holds the lock
             second = asyncio.ensure_future(
                 profiled.get(toolbar.url + "/page?name=P2&s=0.1")
             )
-            await asyncio.sleep(0.2)
+            await logged(toolbar, "P2 arrived")  # and goes on to wait for it
             started = time.monotonic()
             quick = await plain.get(toolbar.url + "/ahello")
             took = time.monotonic() - started
@@ -184,7 +190,7 @@ def test_interleaved_requests_never_share_a_transaction(addons):
             slow = asyncio.ensure_future(
                 client.get(addons.url + "/write_slowly?text=slow&s=0.5")
             )
-            await asyncio.sleep(0.2)
+            await logged(addons, "slow written, waiting")
             failed = await client.get(addons.url + "/write_and_fail?text=failed")
             return await slow, failed
 
@@ -217,7 +223,7 @@ def test_exclog_logs_a_coroutine_views_traceback(addons):
     """pyramid_exclog logs a coroutine view's traceback; serving goes on."""
     assert httpx.get(addons.url + "/crash").status_code == 500
     assert httpx.get(addons.url + "/ahello").text == "Hello coroutine"
-    time.sleep(0.2)
+    wait_until(lambda: "ValueError: crashed in a coroutine view" in addons.log())
     log = addons.log()
     assert "Traceback (most recent call last)" in log
     assert "ValueError: crashed in a coroutine view" in log
@@ -272,26 +278,31 @@ def test_performance_lock_lets_the_loop_run_while_a_request_waits(run):
     async def wait(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
+    arrived = {name: asyncio.Event() for name in "ABC"}
+    entered = {name: asyncio.Event() for name in "ABC"}
+
     def profiled(name: str, seconds: float) -> None:
+        arrived[name].set()  # and on at once to the lock
         with lock:
             order.append(f"{name} in")
-            wait(seconds)
+            entered[name].set()
+            wait(seconds)  # the input: A holds the lock while it waits 0.2 s
             order.append(f"{name} out")
 
     async def ticker() -> None:
-        await asyncio.sleep(0.05)
+        await entered["A"].wait()
         order.append("loop free")
 
     async def cancelled_waiter() -> None:
         task = asyncio.ensure_future(spawn_greenlet(profiled, "C", 0))
-        await asyncio.sleep(0.02)
+        await arrived["C"].wait()  # C is parked on the lock
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     async def main() -> None:
         first = asyncio.ensure_future(spawn_greenlet(profiled, "A", 0.2))
-        await asyncio.sleep(0.01)
+        await entered["A"].wait()
         await asyncio.gather(
             first, spawn_greenlet(profiled, "B", 0), ticker(), cancelled_waiter()
         )

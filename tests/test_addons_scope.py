@@ -16,9 +16,8 @@ from pyramid.threadlocal import manager
 from webtest import TestApp
 
 from aiopyramid.testing import SynchronousApp
-
-from .conftest import make_app
-from .servers import import_required
+from tests.harness.inprocess import make_app
+from tests.harness.servers import import_required
 
 log = logging.getLogger("tests.addons_scope")
 

@@ -10,14 +10,13 @@ from pyramid.exceptions import ConfigurationError
 
 from aiopyramid import asgi
 from aiopyramid._environ import LimitExceeded, Limits, build_environ
-
-from .servers import (
+from tests.harness.raw_http import raw_get
+from tests.harness.servers import (
     UNIT,
     console_script,
     free_port,
     import_required,
     python_module,
-    raw_get,
     require_module,
     running,
 )
@@ -98,16 +97,16 @@ def test_waits_overlap(server):
 def test_upload_and_stream(server):
     """Bodies go in whole and generated bodies come out whole."""
     body = b"0123456789" * 300_000
-    result = httpx.post(server.url + "/upload", content=body, timeout=30).json()
+    result = httpx.post(server.url + "/upload", content=body, timeout=30 * UNIT).json()
     assert result["size"] == len(body)
-    streamed = httpx.get(server.url + "/stream?mb=3", timeout=30).content
+    streamed = httpx.get(server.url + "/stream?mb=3", timeout=30 * UNIT).content
     assert len(streamed) > 3 * 2**20
 
 
 @pytest.mark.server
 def test_server_sent_events(server):
     """Async iterable bodies stream under every server."""
-    with httpx.stream("GET", server.url + "/events?n=2", timeout=10) as response:
+    with httpx.stream("GET", server.url + "/events?n=2", timeout=10 * UNIT) as response:
         lines = [line for line in response.iter_lines() if line]
     assert lines == ["data: tick 0", "data: tick 1"]
 

@@ -51,8 +51,12 @@ def test_two_hosts_and_addresses():
         assert "REMOTE_ADDR" not in environ and "REMOTE_PORT" not in environ
 
 
-async def drive(app, the_scope, incoming=(), hold=False):
-    """Run one request; return what the bridge sent."""
+async def drive(app, the_scope, incoming=(), hold=False, stalled=None):
+    """Run one request; return what the bridge sent.
+
+    With ``hold``, the client stalls once ``incoming`` is sent, setting the
+    event ``stalled`` (if given) when the bridge waits for more.
+    """
     queue = list(incoming)
     sent: list[dict] = []
     done = asyncio.Event()
@@ -61,6 +65,8 @@ async def drive(app, the_scope, incoming=(), hold=False):
         if queue:
             return queue.pop(0)
         if hold:  # a client that stalls, sending nothing more
+            if stalled is not None:
+                stalled.set()
             await asyncio.sleep(3600)
         await done.wait()
         return {"type": "http.disconnect"}
@@ -116,16 +122,30 @@ def test_refusals_get_an_access_line_each(caplog):
         )
         split = await drive(asgi.make_asgi_app(split_header), scope())
         # One request at a time: a second one while the first waits is 503.
+        waiting = asyncio.Event()
         first = asyncio.ensure_future(
-            drive(app, scope([(b"content-length", b"5")], **post), part, hold=True)
+            drive(
+                app,
+                scope([(b"content-length", b"5")], **post),
+                part,
+                hold=True,
+                stalled=waiting,
+            )
         )
-        await asyncio.sleep(0.05)
+        await waiting.wait()
         busy = await drive(app, scope())
         await first
+        waiting.clear()
         left = asyncio.ensure_future(
-            drive(app, scope([(b"content-length", b"5")], **post), part, hold=True)
+            drive(
+                app,
+                scope([(b"content-length", b"5")], **post),
+                part,
+                hold=True,
+                stalled=waiting,
+            )
         )
-        await asyncio.sleep(0.05)
+        await waiting.wait()
         left.cancel()
         with pytest.raises(asyncio.CancelledError):
             await left

@@ -15,8 +15,7 @@ from aiopyramid.auth import (
     authn_policy_factory,
     coroutine_callback_authentication_policy_factory,
 )
-
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

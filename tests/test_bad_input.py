@@ -18,9 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiopyramid.asgi import make_asgi_app
-
-from .conftest import make_app
-from .servers import UNIT, free_port, gunicorn_command, require_module, running
+from tests.harness.inprocess import make_app
+from tests.harness.raw_http import exchange
+from tests.harness.servers import (
+    UNIT,
+    free_port,
+    gunicorn_command,
+    require_module,
+    running,
+)
 
 TOKEN = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 #: Header value bytes a real HTTP parser lets through (no CR, LF or NUL).
@@ -275,24 +281,10 @@ def server():
         require_module(name)
     port = free_port()
     command = gunicorn_command(
-        "--bind", f"127.0.0.1:{port}", "tests.apps.faults:main()"
+        "--bind", f"127.0.0.1:{port}", "tests.harness.faults_app:main()"
     )
     with running(command, port) as process:
         yield process
-
-
-def exchange(port: int, data: bytes) -> bytes:
-    """Send ``data`` on a fresh connection and read until the server closes."""
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.settimeout(10 * UNIT)
-        sock.sendall(data)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-    return answer
 
 
 def hello(port: int) -> bytes:
@@ -407,7 +399,7 @@ def test_slowloris_blocks_nobody(server):
         while time.monotonic() - started < 3 * UNIT:
             assert hello(server.port).endswith(b"Hello coroutine")
             served += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # the input: the others' requests, paced
     finally:
         stop.set()
         slow.join(10 * UNIT)

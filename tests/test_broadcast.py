@@ -9,7 +9,6 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.view import view_config  # noqa: F401  (used by scanned apps)
 
-from aiopyramid.asgi import make_asgi_app
 from aiopyramid.broadcast import (
     Broadcast,
     BroadcastError,
@@ -19,19 +18,10 @@ from aiopyramid.broadcast import (
     get_broadcast,
 )
 from aiopyramid.helpers import synchronize
-from aiopyramid.websocket.config import WebsocketMapper
-
-from .asgi_client import texts, websocket_conversation, websocket_scope
-from .conftest import get, make_app
-
-
-async def drain(subscription, count):
-    """The next ``count`` messages of ``subscription``, within a second."""
-
-    async def take():
-        return [await subscription.__anext__() for _ in range(count)]
-
-    return await asyncio.wait_for(take(), 1)
+from tests.apps.rooms import room_app
+from tests.harness.asgi_client import texts, websocket_conversation, websocket_scope
+from tests.harness.inprocess import get, make_app, next_messages
+from tests.harness.servers import UNIT
 
 
 def test_text_and_bytes_reach_every_subscriber(run):
@@ -46,8 +36,8 @@ def test_text_and_bytes_reach_every_subscriber(run):
         ):
             await broadcast.publish("room", "hello")
             await broadcast.publish("room", b"\x00\xff")
-            assert await drain(one, 2) == ["hello", b"\x00\xff"]
-            assert await drain(two, 2) == ["hello", b"\x00\xff"]
+            assert await next_messages(one, 2) == ["hello", b"\x00\xff"]
+            assert await next_messages(two, 2) == ["hello", b"\x00\xff"]
             assert other._queue == deque_of()
 
     run(main())
@@ -75,7 +65,7 @@ def test_iteration_ends_when_the_subscription_closes(run):
             await broadcast.publish("c", "one")
             await asyncio.sleep(0)
             subscription.close()
-            await asyncio.wait_for(reader, 1)
+            await asyncio.wait_for(reader, UNIT)
         await broadcast.publish("c", "after")  # nobody left: fine
         return received
 
@@ -115,7 +105,7 @@ def test_good_channel_names_are_accepted(run):
         name = "app:room/42_a.b@c+d=e-f"
         async with broadcast.subscribe(name) as subscription:
             await broadcast.publish(name, "x")
-            return await drain(subscription, 1)
+            return await next_messages(subscription, 1)
 
     assert run(main()) == ["x"]
 
@@ -131,7 +121,7 @@ def test_messages_over_max_size_are_refused_unsent(run):
             with pytest.raises(MessageTooLarge, match="6-byte"):
                 await broadcast.publish("c", "ééé")
             await broadcast.publish("c", "1234")
-            return await drain(subscription, 1)
+            return await next_messages(subscription, 1)
 
     assert run(main()) == ["1234"]
 
@@ -154,10 +144,10 @@ def test_slow_subscriber_drops_oldest_and_others_get_all(run):
             got = []
             for n in range(10):
                 await broadcast.publish("c", str(n))
-                got.extend(await drain(fast, 1))
+                got.extend(await next_messages(fast, 1))
             assert got == [str(n) for n in range(10)]
             assert slow.dropped == 7
-            return await drain(slow, 3)
+            return await next_messages(slow, 3)
 
     assert run(main()) == ["7", "8", "9"]
 
@@ -257,47 +247,9 @@ def test_coroutine_and_executor_views_publish(run):
         async with broadcast.subscribe("news") as subscription:
             assert (await get(app, "/post?text=hi")).status_code == 200
             assert (await get(app, "/plain")).status_code == 200
-            return await drain(subscription, 2)
+            return await next_messages(subscription, 2)
 
     assert run(main()) == ["hi", "from a thread"]
-
-
-def room_app(**settings):
-    """Websocket views relaying a room: a function view and a class view."""
-    from aiopyramid.websocket.view import WebsocketConnectionView
-
-    async def function_room(ws):
-        broadcast = get_broadcast()
-        async with broadcast.relay("room", ws):
-            await broadcast.publish("room", "joined")
-            while (message := await ws.recv()) is not None:
-                await broadcast.publish("room", message)
-            # Let the relay forward what this connection published itself.
-            await asyncio.sleep(0.01)
-
-    class ClassRoom(WebsocketConnectionView):
-        relay = None
-
-        async def on_open(self):
-            self.relay = self.request.broadcast.relay("room", self.ws)
-            await self.relay.start()
-
-        async def on_message(self, message):
-            await self.request.broadcast.publish("room", message)
-
-        async def on_close(self):
-            # on_close runs even when the client left while on_open waited.
-            if self.relay is not None:
-                await self.relay.stop()
-                await self.relay.stop()  # twice is fine
-
-    def setup(config):
-        config.add_route("function", "/function")
-        config.add_route("class", "/class")
-        config.add_view(function_room, route_name="function", mapper=WebsocketMapper)
-        config.add_view(ClassRoom, route_name="class", mapper=WebsocketMapper)
-
-    return make_asgi_app(make_app(setup, **settings))
 
 
 @pytest.mark.parametrize("path", ["/function", "/class"])
@@ -353,11 +305,11 @@ def test_relay_closes_a_websocket_that_stops_reading(run, caplog):
 
     async def main():
         conversation = asyncio.ensure_future(app(scope, receive, send))
-        await asyncio.wait_for(accepted.wait(), 5)
+        await asyncio.wait_for(accepted.wait(), 5 * UNIT)
         for n in range(5):
             await broadcast.publish("room", str(n))
             await asyncio.sleep(0)
-        await asyncio.wait_for(conversation, 5)
+        await asyncio.wait_for(conversation, 5 * UNIT)
 
     with caplog.at_level("WARNING", logger="aiopyramid.broadcast"):
         run(main())
@@ -372,7 +324,7 @@ def test_aclose_ends_the_loops_subscriptions(run):
 
     async def main():
         subscription = await broadcast.subscribe("c").open()
-        reader = asyncio.ensure_future(drain(subscription, 1))
+        reader = asyncio.ensure_future(next_messages(subscription, 1))
         await asyncio.sleep(0)
         await broadcast.aclose()
         with pytest.raises(StopAsyncIteration):
@@ -390,7 +342,7 @@ def test_each_event_loop_gets_its_own_hub():
     async def use():
         async with broadcast.subscribe("c") as subscription:
             await broadcast.publish("c", "x")
-            return await drain(subscription, 1), broadcast.connected
+            return await next_messages(subscription, 1), broadcast.connected
 
     assert asyncio.run(use()) == (["x"], True)
     assert asyncio.run(use()) == (["x"], True)

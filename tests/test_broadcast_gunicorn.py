@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from .servers import (
+from tests.harness.redis_server import RedisServer
+from tests.harness.servers import (
     UNIT,
-    RedisServer,
     free_port,
     gunicorn_command,
     import_required,
     running,
+    wait_until,
 )
 
 pytestmark = pytest.mark.server
@@ -139,7 +140,10 @@ def test_redis_restart_under_two_workers(tmp_path):
                 assert await next_text(two) == "before"
 
                 redis.stop()
-                await asyncio.sleep(0.5)
+                # Both workers notice.
+                await asyncio.to_thread(
+                    wait_until, lambda: server.log().count("lost Redis at") == 2
+                )
                 await one.send("during")
                 answer = json.loads(await next_text(one))
                 assert "cannot be reached" in answer["error"]
@@ -222,7 +226,7 @@ def asgi_app():
 
 def test_the_room_spans_uvicorn_workers_too():
     """Under plain uvicorn with two worker processes, the room is one room."""
-    from .servers import python_module
+    from tests.harness.servers import python_module
 
     redis = RedisServer()
     port = free_port()

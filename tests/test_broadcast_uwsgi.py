@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import textwrap
 import threading
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.servers import RedisServer
-from tests.uwsgi_apps.server import UWSGIServer, uwsgi_for_tests
+from tests.harness.redis_server import RedisServer
+from tests.harness.servers import UNIT, wait_until
+from tests.harness.uwsgi import UWSGIServer, uwsgi_for_tests
 
 pytestmark = pytest.mark.server
 
@@ -79,7 +78,8 @@ def server(request, tmp_path_factory: pytest.TempPathFactory):
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    """GET ``url``: its body."""
+    with urllib.request.urlopen(url, timeout=30 * UNIT) as response:
         return response.read().decode()
 
 
@@ -88,12 +88,15 @@ def long_poll_sees(server: UWSGIServer, say: str) -> str:
     answer: list[str] = []
     waiter = threading.Thread(target=lambda: answer.append(fetch(server.url + "/wait")))
     waiter.start()
-    deadline = time.monotonic() + 15
-    while waiter.is_alive() and time.monotonic() < deadline:
+
+    def answered() -> bool:
         assert fetch(server.url + say) == "said"
         waiter.join(0.1)
-    waiter.join(20)
-    assert answer, Path(server.log).read_text()[-3000:]
+        return not waiter.is_alive()
+
+    wait_until(answered, 15)
+    waiter.join(20 * UNIT)
+    assert answer, server.log()[-3000:]
     return answer[0]
 
 

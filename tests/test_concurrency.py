@@ -13,8 +13,7 @@ from zope.interface import Interface
 
 from aiopyramid.helpers import synchronize
 from aiopyramid.traversal import AsyncioTraverser
-
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 

@@ -22,8 +22,7 @@ from aiopyramid.config import (
     is_coroutine_view,
 )
 from aiopyramid.helpers import synchronize
-
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 MAIN = threading.get_ident()
 
@@ -171,7 +170,7 @@ def test_plain_view_does_not_block_coroutine_views(run):
     finished = []
 
     def slow(request):
-        time.sleep(0.5)
+        time.sleep(0.5)  # the input: a plain view blocking its thread
         finished.append("slow")
         return Response("slow")
 

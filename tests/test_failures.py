@@ -16,10 +16,15 @@ from pyramid.config import Configurator
 
 from aiopyramid.asgi import make_asgi_app
 from aiopyramid.websocket.config import WebsocketMapper
-
-from .asgi_client import websocket_conversation
-from .conftest import make_app
-from .servers import free_port, gunicorn_command, import_required, running, wait_until
+from tests.harness.asgi_client import websocket_conversation
+from tests.harness.inprocess import make_app
+from tests.harness.servers import (
+    free_port,
+    gunicorn_command,
+    import_required,
+    running,
+    wait_until,
+)
 
 httpx = import_required("httpx")
 
@@ -139,7 +144,7 @@ def test_worker_access_log_has_websocket_lines():
     command = gunicorn_command(
         "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
         "--access-logformat", '%(h)s "%(r)s" %(s)s %(L)s',
-        "tests.apps.faults:main()",
+        "tests.harness.faults_app:main()",
     )  # fmt: skip
 
     async def talk() -> None:

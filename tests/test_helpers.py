@@ -24,8 +24,7 @@ from aiopyramid.helpers import (
     synchronize,
     use_executor,
 )
-
-from .conftest import live_spawned_greenlets
+from tests.harness.inprocess import live_spawned_greenlets
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -312,9 +311,11 @@ def test_awaited_coroutine_shares_greenlets_context(run):
 def test_cancellation_unwinds_the_child(run, loop):
     """Cancelling the awaiting task raises CancelledError at the waiting point."""
     events = []
+    waiting = asyncio.Event()
 
     def child():
         try:
+            waiting.set()  # and on at once to the waiting point
             forever()
         except asyncio.CancelledError:
             events.append("cancelled at the waiting point")
@@ -324,7 +325,7 @@ def test_cancellation_unwinds_the_child(run, loop):
 
     async def scenario():
         task = asyncio.ensure_future(spawn_greenlet(child))
-        await asyncio.sleep(0.01)
+        await waiting.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -338,8 +339,11 @@ def test_cancellation_unwinds_the_child(run, loop):
 def test_child_may_survive_cancellation(run):
     """A child that handles the cancellation may go on and return a value."""
 
+    waiting = asyncio.Event()
+
     def child():
         try:
+            waiting.set()  # and on at once to the waiting point
             forever()
         except asyncio.CancelledError:
             return double(2)
@@ -347,7 +351,7 @@ def test_child_may_survive_cancellation(run):
 
     async def scenario():
         task = asyncio.ensure_future(spawn_greenlet(child))
-        await asyncio.sleep(0.01)
+        await waiting.wait()
         task.cancel()
         return await task
 

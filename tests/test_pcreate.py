@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from aiopyramid import pcreate
-
-from .servers import import_required
+from tests.harness.servers import import_required
 
 
 def run_pcreate(

@@ -12,9 +12,8 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.response import Response
 
 from aiopyramid.helpers import synchronize
-
-from .conftest import get, make_app
-from .servers import UNIT
+from tests.harness.inprocess import get, make_app
+from tests.harness.servers import UNIT
 
 #: The threshold, far above what a step that holds nothing takes on a loaded
 #: machine, and how long the hogging views hold the loop: twice that.
@@ -119,9 +118,11 @@ def test_without_the_setting_nothing_is_timed(run, caplog):
 def test_cancellation_reaches_a_timed_view(run):
     """Cancelling the request throws CancelledError into the view at its await."""
     seen = []
+    waiting = asyncio.Event()
 
     async def waits(request):
         try:
+            waiting.set()
             await asyncio.sleep(10)
         except asyncio.CancelledError:
             seen.append("cancelled")
@@ -136,7 +137,7 @@ def test_cancellation_reaches_a_timed_view(run):
 
     async def main():
         task = asyncio.ensure_future(get(app, "/waits"))
-        await asyncio.sleep(0.05)
+        await waiting.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

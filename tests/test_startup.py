@@ -12,8 +12,7 @@ from webtest import TestApp
 
 from aiopyramid._startup import check_included, default_pool_size
 from aiopyramid.exceptions import ScopeError
-
-from .conftest import make_app
+from tests.harness.inprocess import make_app
 
 
 async def hello(request):
@@ -75,7 +74,12 @@ def test_coroutine_view_under_a_plain_wsgi_server_names_the_servers():
 @pytest.mark.server
 def test_worker_refuses_a_bad_websocket_size_with_the_fix(tmp_path):
     """A worker setting that is not a number stops the worker, naming the fix."""
-    from .servers import ServerProcess, free_port, gunicorn_command, wait_until
+    from tests.harness.servers import (
+        ServerProcess,
+        free_port,
+        gunicorn_command,
+        wait_until,
+    )
 
     (tmp_path / "bad_setting_app.py").write_text(
         "from pyramid.config import Configurator\n"

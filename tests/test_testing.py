@@ -10,8 +10,7 @@ from webtest import TestApp
 
 from aiopyramid.exceptions import ScopeError
 from aiopyramid.testing import SynchronousApp
-
-from .conftest import make_app
+from tests.harness.inprocess import make_app
 
 
 async def hello(request):

@@ -14,8 +14,7 @@ from zope.interface import Interface
 
 from aiopyramid.helpers import spawn_greenlet, synchronize
 from aiopyramid.traversal import AsyncioTraverser, traverse
-
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 NAMES = ["a", "b", "c", "é", "x y"]
 

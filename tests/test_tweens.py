@@ -7,7 +7,7 @@ import logging
 
 from pyramid.response import Response
 
-from .conftest import get, make_app
+from tests.harness.inprocess import get, make_app
 
 order = []
 

@@ -1,7 +1,7 @@
 """aiopyramid under a real uWSGI with the asyncio and greenlet plugins.
 
 Every test talks to one uWSGI process (Debian's packages, one worker, 50
-async cores) serving ``tests/uwsgi_apps/app.py`` on a free loopback port,
+async cores) serving ``tests/apps/uwsgi.py`` on a free loopback port,
 with real HTTP and ``websockets`` clients.  Without uWSGI the tests skip,
 unless ``CI=true``: then they fail.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import struct
 import sys
@@ -25,16 +24,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.uwsgi_apps.server import REPO, UWSGIServer, uwsgi_for_tests
-
-from .servers import import_required
+from tests.harness.servers import ROOT, UNIT, import_required, wait_until
+from tests.harness.uwsgi import UWSGIServer, uwsgi_for_tests
 
 websockets = import_required("websockets")
 
 pytestmark = pytest.mark.server
-
-#: The one unit every timeout here is a multiple of.
-UNIT = float(os.environ.get("AIOPYRAMID_TEST_TIMEOUT", "5"))
 
 T = TypeVar("T")
 
@@ -43,7 +38,7 @@ def run(coroutine: Awaitable[T]) -> T:
     """Run a client coroutine on a loop of its own."""
 
     async def bounded() -> T:
-        return await asyncio.wait_for(coroutine, 6 * UNIT)
+        return await asyncio.wait_for(coroutine, 30 * UNIT)
 
     return asyncio.run(bounded())
 
@@ -53,9 +48,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[UWSGIServer]:
     """The uWSGI server for this module; its log is shown if a test failed."""
     with uwsgi_for_tests(
         request,
-        "tests.uwsgi_apps.app:application",
+        "tests.apps.uwsgi:application",
         "uwsgi.log",
-        # No keepalive pings here (test_uwsgi_websocket_frames has them).
+        # No keepalive pings here (websocket/config/test_uwsgi_frames.py has them).
         extra_ini="websockets-ping-freq = 0\n",
     ) as uwsgi:
         yield uwsgi
@@ -84,7 +79,7 @@ def never_called_websocket_view() -> tuple[Any, Any]:
 def get(server: UWSGIServer, path: str) -> tuple[int, dict[str, str], bytes]:
     """GET ``path``: status, headers and body."""
     try:
-        with urllib.request.urlopen(server.url + path, timeout=2 * UNIT) as response:
+        with urllib.request.urlopen(server.url + path, timeout=10 * UNIT) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
@@ -115,12 +110,13 @@ def test_request_state_follows_each_request(server: UWSGIServer) -> None:
 def test_coroutine_view_reads_the_request_body(server: UWSGIServer) -> None:
     """A coroutine view reads a body that arrives late, though it runs on the loop."""
     body = b"hello" + b"x" * 1000
-    with socket.create_connection(("127.0.0.1", server.port), 5 * UNIT) as client:
+    with socket.create_connection(("127.0.0.1", server.port), 25 * UNIT) as client:
         client.sendall(
             b"POST /body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)
         )
-        time.sleep(0.3)  # the view starts before the body is there
+        # The request starts (the logger tween says so) before the body is there.
+        wait_until(lambda: "POST /body started" in server.log())
         client.sendall(body)
         answer = b""
         while chunk := client.recv(65536):
@@ -152,15 +148,12 @@ def test_async_traversal_and_tweens(server: UWSGIServer) -> None:
     assert (status, body) == (200, b"leaf abc")
     assert headers["X-Tween"] == "waited/waited"
     assert get(server, "/tree/missing-one")[0] == 404
-    deadline = time.monotonic() + UNIT
-    while "GET /tree/abc answered 200" not in server.log_text():
-        assert time.monotonic() < deadline, "the logger tween logged nothing"
-        time.sleep(0.05)
+    # The logger tween logs once the response is on its way.
+    wait_until(lambda: "GET /tree/abc answered 200" in server.log())
 
 
-@pytest.mark.parametrize("path", ["/ws/echo", "/ws/legacy"])
-def test_websocket_function_views_echo(server: UWSGIServer, path: str) -> None:
-    """Async and legacy generator function views echo text and binary messages."""
+def check_echo(server: UWSGIServer, path: str) -> None:
+    """The view at ``path`` echoes text and binary messages."""
 
     async def talk() -> list[Any]:
         async with websockets.connect(ws_url(server, path)) as ws:
@@ -171,6 +164,37 @@ def test_websocket_function_views_echo(server: UWSGIServer, path: str) -> None:
             return replies
 
     assert run(talk()) == ["hello", "héllo wörld", b"\x00\xff\xfe"]
+
+
+async def reset(ws: Any) -> None:
+    """Vanish with a TCP reset, without a close frame."""
+    sock = ws.transport.get_extra_info("socket")
+    # Linger 0: close() sends RST instead of FIN.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.transport.abort()
+
+
+def check_vanishing_client(server: UWSGIServer) -> None:
+    """A client gone with a TCP reset ends recv(), runs on_close, harms nobody."""
+
+    async def vanish() -> str:
+        ws = await websockets.connect(ws_url(server, "/ws/tracker/vanished"))
+        greeting: str = await ws.recv()
+        await reset(ws)
+        return greeting
+
+    assert run(vanish()) == "hello vanished"
+    assert "vanished" in _closed_after(server, "vanished")
+    status, _, body = get(server, "/sleep?t=0")
+    assert (status, body) == (200, b"slept")
+    check_echo(server, "/ws/echo")
+    assert "Segmentation Fault" not in server.log()
+
+
+@pytest.mark.parametrize("path", ["/ws/echo", "/ws/legacy"])
+def test_websocket_function_views_echo(server: UWSGIServer, path: str) -> None:
+    """Async and legacy generator function views echo text and binary messages."""
+    check_echo(server, path)
 
 
 def test_websocket_class_view(server: UWSGIServer) -> None:
@@ -266,22 +290,7 @@ def test_big_messages_and_many_connections(server: UWSGIServer) -> None:
 
 def test_vanishing_client(server: UWSGIServer) -> None:
     """A client gone with a TCP reset ends recv(), runs on_close, harms nobody."""
-
-    async def vanish() -> str:
-        ws = await websockets.connect(ws_url(server, "/ws/tracker/vanished"))
-        greeting: str = await ws.recv()
-        sock = ws.transport.get_extra_info("socket")
-        # Linger 0: close() sends RST instead of FIN, and no close frame.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        ws.transport.abort()
-        return greeting
-
-    assert run(vanish()) == "hello vanished"
-    assert "vanished" in _closed_after(server, "vanished")
-    status, _, body = get(server, "/sleep?t=0")
-    assert (status, body) == (200, b"slept")
-    test_websocket_function_views_echo(server, "/ws/echo")
-    assert "Segmentation Fault" not in server.log_text()
+    check_vanishing_client(server)
 
 
 def test_plain_request_to_websocket_view_is_refused(server: UWSGIServer) -> None:
@@ -317,11 +326,8 @@ def test_failing_view_closes_with_1011_and_is_logged(server: UWSGIServer) -> Non
 
     assert run(talk()) == 1011
     # The client sees 1011 first; the request ends, and is logged, after.
-    deadline = time.monotonic() + UNIT
-    while "WebsocketClosed: the websocket view failed" not in server.log_text():
-        assert time.monotonic() < deadline, "the view's failure was not logged"
-        time.sleep(0.05)
-    assert "this view fails on purpose" in server.log_text()
+    wait_until(lambda: "WebsocketClosed: the websocket view failed" in server.log())
+    assert "this view fails on purpose" in server.log()
 
 
 def test_server_push_stops_when_the_client_vanishes(server: UWSGIServer) -> None:
@@ -330,21 +336,19 @@ def test_server_push_stops_when_the_client_vanishes(server: UWSGIServer) -> None
     async def vanish() -> str:
         ws = await websockets.connect(ws_url(server, "/ws/pusher/gone"))
         first: str = await ws.recv()
-        sock = ws.transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        ws.transport.abort()
+        await reset(ws)
         return first
 
     assert run(vanish()) == "push 0"
     assert "pusher gone" in _closed_after(server, "pusher gone")
-    assert "Segmentation Fault" not in server.log_text()
+    assert "Segmentation Fault" not in server.log()
 
 
 def test_closed_connections_stay_out_of_the_log(server: UWSGIServer) -> None:
     """ignore_websocket_closed keeps bare WebsocketClosed out of the log."""
-    test_websocket_function_views_echo(server, "/ws/echo")
-    test_vanishing_client(server)
-    log = server.log_text()
+    check_echo(server, "/ws/echo")
+    check_vanishing_client(server)
+    log = server.log()
     assert "GET /ws/echo" in log
     assert "WebsocketClosed: the websocket connection is closed" not in log
 
@@ -374,20 +378,20 @@ def test_websocket_config_loads_each_mapper_on_demand() -> None:
         config.NoSuchMapper  # noqa: B018
 
 
+def _closed(server: UWSGIServer) -> list[str]:
+    """The class views' closed connections so far."""
+    closed: list[str] = json.loads(get(server, "/closed")[2])
+    return closed
+
+
 def _closed_after(server: UWSGIServer, name: str) -> list[str]:
     """The class views' closed connections, once ``name`` is among them."""
-    deadline = time.monotonic() + 2 * UNIT
-    while True:
-        closed: list[str] = json.loads(get(server, "/closed")[2])
-        if name in closed or time.monotonic() > deadline:
-            return closed
-        time.sleep(0.05)
+    wait_until(lambda: name in _closed(server), 10)
+    return _closed(server)
 
 
 def test_bare_executor_threads_find_the_loop_of_foreign_greenlets() -> None:
     """A bare run_in_executor thread waits on the loop hosting server greenlets."""
-    import greenlet
-
     from aiopyramid.helpers import synchronize
 
     @synchronize
@@ -399,26 +403,12 @@ def test_bare_executor_threads_find_the_loop_of_foreign_greenlets() -> None:
         # No context reaches this thread: it must find the loop by itself.
         return await asyncio.get_running_loop().run_in_executor(None, double, 4)
 
-    async def serve() -> int:
-        # As uWSGI's asyncio plugin does: a loop callback starts the request
-        # in a greenlet of its own, a child of the loop's greenlet.
-        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        def request() -> None:
-            try:
-                answer.set_result(synchronize(view)())
-            except Exception as error:
-                answer.set_exception(error)
-
-        asyncio.get_running_loop().call_soon(greenlet.greenlet(request).switch)
-        return await answer
-
-    assert run(serve()) == 8
+    assert _in_foreign_greenlet(synchronize(view)) == 8
 
 
 def test_message_over_the_default_limit_closes_with_1009(server: UWSGIServer) -> None:
     """A 16 MiB message is refused with 1009 under uWSGI's default 1 MiB limit."""
-    from tests.uwsgi_apps.raw_client import BINARY, RawClient, raw_frame
+    from tests.harness.raw_websocket import BINARY, RawClient, raw_frame
 
     client = RawClient(server)
     try:
@@ -427,7 +417,7 @@ def test_message_over_the_default_limit_closes_with_1009(server: UWSGIServer) ->
         assert client.closed_with() == 1009
     finally:
         client.close()
-    test_websocket_function_views_echo(server, "/ws/echo")
+    check_echo(server, "/ws/echo")
 
 
 def _request_through_fake_uwsgi(opt: dict[str, Any]) -> Any:
@@ -484,7 +474,11 @@ def test_without_websockets_the_mapper_says_what_to_install() -> None:
 
 
 def _in_foreign_greenlet(func: Any) -> Any:
-    """Run ``func()`` as uWSGI runs a request: in a greenlet started by a callback."""
+    """Run ``func()`` as uWSGI runs a request: in a greenlet started by a callback.
+
+    As uWSGI's asyncio plugin does, a loop callback starts the request in a
+    greenlet of its own, a child of the loop's greenlet.
+    """
     import greenlet
 
     async def serve() -> Any:
@@ -551,7 +545,7 @@ def test_documented_inis_run_a_master_process() -> None:
     import re
 
     for name in ["docs/uwsgi.rst", "README.rst"]:
-        text = (REPO / name).read_text()
+        text = (ROOT / name).read_text()
         blocks = re.findall(r"\[uwsgi\]\n((?:    .*\n)+)", text)
         assert blocks, f"no [uwsgi] block in {name}"
         for block in blocks:

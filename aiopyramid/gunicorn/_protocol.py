@@ -2,7 +2,7 @@
 
 gunicorn 27's ASGI worker (``gunicorn.asgi.protocol.ASGIProtocol``) offers
 no public hook for either of the two things this subclass adds, so it
-overrides private methods; ``tests/test_gunicorn_hooks.py`` checks that each
+overrides private methods; ``tests/gunicorn/test_hooks.py`` checks that each
 name below still exists with the signature used here, and the worker's
 tests (pings that arrive, a trickled head that is cut) fail if one stops
 being called.  The names are:

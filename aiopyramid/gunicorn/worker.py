@@ -178,7 +178,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         # `_serve` makes each connection's protocol with `ASGIProtocol(self)`,
         # the name gunicorn.workers.gasgi imported.  That name is pointed at
         # our subclass, in this worker process only (the arbiter forked it);
-        # tests/test_gunicorn_hooks.py fails if `_serve` stops using it.
+        # tests/gunicorn/test_hooks.py fails if `_serve` stops using it.
         gasgi.ASGIProtocol = Protocol
         try:
             super().run()

@@ -1,1 +1,1 @@
-"""Pyramid applications that the server tests start in real servers."""
+"""Pyramid applications the tests serve: in real servers, or in process."""

@@ -24,6 +24,10 @@ from sqlalchemy import Column, Integer, String, create_engine, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import declarative_base, sessionmaker
 
+#: Says in the server's log (its stderr) when a slow write begins to wait.
+log = logging.getLogger("tests.apps.addons")
+log.addHandler(logging.StreamHandler(sys.stderr))
+log.setLevel(logging.INFO)
 Base = declarative_base()
 DB = os.environ.get("AIOPYRAMID_TEST_DB", "/tmp/aiopyramid-addons.sqlite")
 
@@ -73,6 +77,7 @@ async def write_slowly(request):
     """
     began = request.tm.get()
     request.dbsession.add(Note(text=request.params["text"]))
+    log.info("%s written, waiting", request.params["text"])
     await asyncio.sleep(float(request.params.get("s", "0.5")))
     return Response("same transaction" if request.tm.get() is began else "swapped")
 

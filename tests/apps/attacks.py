@@ -1,8 +1,9 @@
 """The application the attack tests aim at (``tests.apps.attacks:app``/``:asgi``).
 
 Views report what the request looked like to Pyramid (``/env``), fail in the
-ways the bridge must contain (``/boom``, ``/crlf``), wait (``/sleep``) and take
-bodies (``/upload``); ``/ws/echo`` and ``/ws/boom`` are websockets.  A body
+ways the bridge must contain (``/boom``, ``/crlf``), wait (``/sleep``, which
+logs ``sleep started`` to stderr) and take bodies (``/upload``); ``/ws/echo``
+and ``/ws/boom`` are websockets.  A body
 stalls for at most 2 s (``aiopyramid.body_timeout``); the maximum body size is
 the default.  ``AIOPYRAMID_TEST_ACCESS_LOG=1`` turns the bridge's own access log
 on (for servers other than gunicorn) and writes it to stderr.
@@ -20,6 +21,12 @@ from pyramid.response import Response
 
 from aiopyramid.asgi import make_asgi_app
 from aiopyramid.websocket.config import WebsocketMapper
+
+#: Says in the server's log (its stderr) when a /sleep starts.
+started = logging.getLogger("tests.apps.attacks")
+started.addHandler(logging.StreamHandler(sys.stderr))
+started.setLevel(logging.INFO)
+started.propagate = False
 
 
 def env(request):
@@ -39,6 +46,7 @@ def env(request):
 async def sleep(request):
     """Wait ``s`` seconds on the loop."""
     seconds = float(request.params.get("s", "1"))
+    started.info("sleep started: %s s", seconds)
     await asyncio.sleep(seconds)
     return Response(f"slept {seconds}")
 

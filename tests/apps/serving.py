@@ -33,6 +33,7 @@ async def ahello(request):
 async def sleep(request):
     """Wait on the loop without blocking it."""
     seconds = float(request.params.get("s", "1"))
+    EVENTS.append("sleep-started")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
@@ -43,6 +44,7 @@ async def sleep(request):
 
 def block(request):
     """Block a thread (plain view, in the executor)."""
+    EVENTS.append("block-started")
     time.sleep(float(request.params.get("s", "1")))
     return Response("blocked")
 

@@ -1,14 +1,22 @@
-"""pyramid_debugtoolbar in front of coroutine views, under AsyncGunicornWorker."""
+"""pyramid_debugtoolbar in front of coroutine views, under AsyncGunicornWorker.
+
+What the views log, and each request's arrival, also goes to the server's
+log (its stderr), for the tests to wait on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 from pyramid.config import Configurator
 from pyramid.response import Response
+from pyramid.tweens import INGRESS
 
 log = logging.getLogger("tests.apps.toolbar")
+# Records of tests.apps.* (the arrivals tween's too) also go to stderr.
+logging.getLogger("tests.apps").addHandler(logging.StreamHandler(sys.stderr))
 PAGE = "<html><head><title>{0}</title></head><body><p>{0}</p></body></html>"
 
 
@@ -40,6 +48,7 @@ def main(global_config=None, **settings):
     with Configurator(settings=settings) as config:
         config.include("aiopyramid")
         config.include("pyramid_debugtoolbar")
+        config.add_tween("tests.apps.tweens.arrivals_tween_factory", under=INGRESS)
         for name, view in {"page": page, "plain": plain_page, "ahello": ahello}.items():
             config.add_route(name, f"/{name}")
             config.add_view(view, route_name=name)

@@ -53,8 +53,9 @@ async def protocol(ws):
 
 
 async def subscribe(ws):
-    """Join the broadcast group until the client leaves."""
+    """Join the broadcast group (and say so) until the client leaves."""
     SUBSCRIBERS.add(ws)
+    CLOSED.append("subscribed")
     try:
         while await ws.recv() is not None:
             pass

@@ -1,0 +1,1 @@
+"""Tests of aiopyramid.gunicorn: the worker, its HTTP protocol and its websockets."""

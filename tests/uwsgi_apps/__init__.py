@@ -1,1 +1,0 @@
-"""Applications and helpers for the tests that run a real uWSGI."""
