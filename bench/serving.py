@@ -7,7 +7,10 @@ server runs one worker pinned to one core; ``wrk`` runs on the other.
 Measured in one run:
 
 1. hello world (50 connections): a coroutine and a plain view through
-   ``AsyncGunicornWorker`` (gunicorn's ASGI worker); the same through the
+   ``AsyncGunicornWorker`` (plain HTTP/1 served straight from gunicorn's
+   parser), the coroutine view again with gunicorn's access log written to
+   a file, and Pyramid without aiopyramid under the same worker (its plain
+   view in the request's greenlet: the floor); the same through the
    previous worker (uvicorn's HTTP layer inside gunicorn, taken from commit
    ``--previous``, extracted with ``git archive``); the coroutine view
    through the same bridge on uvicorn (``make_asgi_app``, httptools);
@@ -19,9 +22,10 @@ Measured in one run:
    sleep.
 
 CPU µs/request comes from the server processes' own accounting
-(``/proc/<pid>/stat``), the figure noise disturbs least; ``CPU x bridge``
-compares it with the bridge on uvicorn (issue 14's target for the worker's
-coroutine view: at most 1.15).  Loopback only; about three minutes.
+(``/proc/<pid>/stat``), the figure noise disturbs least; ``CPU x Starlette``
+compares it with Starlette's (issue 16's targets: the worker's coroutine
+view at most 1.3, its plain view at most 2.2; the access log at most 1.05
+times the same without it).  Loopback only; about four minutes.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ PREVIOUS = "e8d2b7b"
 #: Where the previous commit's tree is extracted (set by main()).
 previous_root: Path | None = None
 TICKS = os.sysconf("SC_CLK_TCK")
+#: Where the worker with its access log on writes it (a real file, as in
+#: production; emptied by each run).
+ACCESS_LOG = Path(tempfile.gettempdir()) / "aiopyramid-bench-access.log"
 
 
 @dataclass
@@ -110,6 +117,18 @@ def commands(port: int) -> dict[str, list[str]]:
     ]
     return {
         "aiopyramid": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
+        # The same, writing gunicorn's access log (its default format) to a file.
+        "aiopyramid-log": [
+            *gunicorn,
+            "-k",
+            WORKER,
+            "--access-logfile",
+            str(ACCESS_LOG),
+            "bench.serving_apps:app",
+        ],
+        # Pyramid without aiopyramid (its plain view in the request's greenlet,
+        # no thread) under the same worker: the floor the worker adds to.
+        "pyramid-worker": [*gunicorn, "-k", WORKER, "bench.serving_apps:wsgi"],
         "previous": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
         "bridge": [*uvicorn, "--factory", "bench.serving_apps:bridge_app"],
         "sync": [*gunicorn, "-k", "sync", "bench.serving_apps:wsgi"],
@@ -218,6 +237,7 @@ def table(
     results: list[Result],
     reference: dict[str, str],
     cpu_reference: str | None = None,
+    cpu_label: str = "bridge",
 ) -> None:
     """Print one table with req/s ratios against the named peers.
 
@@ -273,7 +293,9 @@ def main() -> None:
     s = args.seconds
     hello = [
         measure("aiopyramid", "aiopyramid worker, coroutine view", "/coroutine", 50, s),
+        measure("aiopyramid-log", "  the same, access log on", "/coroutine", 50, s),
         measure("aiopyramid", "aiopyramid worker, plain view", "/plain", 50, s),
+        measure("pyramid-worker", "Pyramid alone in the worker", "/plain", 50, s),
         measure("previous", "previous worker, coroutine view", "/coroutine", 50, s),
         measure("previous", "previous worker, plain view", "/plain", 50, s),
         measure("bridge", "bridge on uvicorn, coroutine view", "/coroutine", 50, s),
@@ -286,7 +308,22 @@ def main() -> None:
         "1. hello world, 50 connections",
         [r for r in hello if r],
         {"gthread": "gunicorn gthread", "starlette": "Starlette on uvicorn"},
-        cpu_reference="bridge on uvicorn, coroutine view",
+        cpu_reference="Starlette on uvicorn",
+        cpu_label="Starlette",
+    )
+    by_name = {r.name: r for r in hello if r}
+    logged, plain = (
+        by_name.get("  the same, access log on"),
+        by_name.get("aiopyramid worker, coroutine view"),
+    )
+    if logged and plain:
+        print(
+            f"access log on / off (CPU per request): "
+            f"{logged.cpu_us / plain.cpu_us:.2f} (issue 16's target: at most 1.05)"
+        )
+    print(
+        "issue 16's targets, CPU x Starlette: coroutine view at most 1.3, "
+        "plain view at most 2.2"
     )
     for connections in (200, 1000):
         waits = [

@@ -34,7 +34,7 @@ class _ServerProtocol(Protocol):
     gunicorn's and hypercorn's implementations pass).  ``recv_frame`` and
     ``current_size`` (the size of the message in progress, ``None``
     between messages) are websockets' own names, not a documented API:
-    ``tests/test_websocket_sansio.py`` checks both, and the raw-frame tests
+    ``tests/websocket/test_sansio.py`` checks both, and the raw-frame tests
     of both servers check this case.
     """
 
