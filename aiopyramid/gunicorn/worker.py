@@ -111,6 +111,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     loop: asyncio.AbstractEventLoop
     #: Writes the access log of plain HTTP/1 requests (``None``: it is off).
     access_log: AccessLog | None = None
+    _backlog_restored = False
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -216,6 +217,23 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         self.log.access(
             Logged(status, headers, sent), [], environ, timedelta(seconds=seconds)
         )
+
+    def notify(self) -> None:
+        """Tell the arbiter we are alive; the first time, fix the listen backlog.
+
+        gunicorn's ASGI worker hands its listening sockets to asyncio's
+        ``create_server``, which listens again with asyncio's default backlog
+        of 100, not gunicorn's ``backlog`` (2048 by default): a burst of new
+        connections then overflows the queue and clients wait a second or
+        three to retry.  gunicorn calls this once its servers exist (and then
+        every second), so the first call listens with ``backlog`` again.
+        ``tests/gunicorn/test_hooks.py`` checks that gunicorn still does.
+        """
+        super().notify()
+        if not self._backlog_restored and getattr(self, "servers", None):
+            self._backlog_restored = True
+            for listener in self.sockets:
+                listener.sock.listen(self.cfg.backlog)
 
     def app_settings(self) -> dict[str, Any]:
         """The Pyramid application's settings (empty for other WSGI apps)."""

@@ -82,6 +82,17 @@ def test_the_direct_path_reads_what_it_needs_of_gunicorn() -> None:
         assert hasattr(protocol, name), name
 
 
+def test_gunicorn_notifies_once_its_servers_listen() -> None:
+    """The worker's backlog fix runs in notify(), which _serve calls after
+    create_server, whose asyncio default backlog (100) replaces gunicorn's."""
+    serve = inspect.getsource(gasgi.ASGIWorker._serve)
+    assert serve.index("create_server(") < serve.index("self.notify()")
+    assert "backlog" not in serve  # still asyncio's default: the fix is needed
+    default = inspect.signature(asyncio.AbstractEventLoop.create_server)
+    assert default.parameters["backlog"].default == 100
+    assert "self.servers.append(server)" in serve
+
+
 def test_connections_use_gunicorns_c_parser() -> None:
     """gunicorn_h1c parses our connections (gunicorn asks the subclass, then
     reads ASGIProtocol: _protocol.py puts the answer where it is read)."""

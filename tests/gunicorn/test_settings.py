@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from tests.harness.servers import (
     free_port,
     gunicorn_command,
     import_required,
+    require,
     require_module,
     running,
     wait_until,
@@ -62,6 +65,29 @@ def test_workers_serve_from_several_processes():
 
         wait_until(two_seen, 10)
     assert len(pids) == 2
+
+
+def listen_backlog(port: int) -> int:
+    """The backlog the kernel reports for the socket listening on ``port``."""
+    ss = shutil.which("ss")
+    require(ss is not None, "ss (Debian's iproute2) is not installed")
+    out = subprocess.run(
+        [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[2])  # State Recv-Q Send-Q(: the backlog) Local Peer
+
+
+@pytest.mark.parametrize("backlog", [None, "512"])
+def test_the_listen_backlog_is_gunicorns(backlog):
+    """--backlog (2048 by default) is what the kernel queues, not asyncio's 100.
+
+    A burst of connections past asyncio's 100 waited a second or three for
+    the clients' SYN retries (p99 2.9 s at 1,000 connections).
+    """
+    args = ("--backlog", backlog) if backlog else ()
+    with serve(*args) as process:
+        expected = int(backlog or 2048)
+        wait_until(lambda: listen_backlog(process.port) == expected)
 
 
 def test_keepalive_closes_idle_connections():
