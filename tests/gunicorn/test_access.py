@@ -89,7 +89,8 @@ def test_lines_are_gunicorns_own(tmp_path: Path, fmt: str) -> None:
     async def write() -> None:
         access.write(response, Request(), environ(), seconds)
         access.write(response, Request(), environ(), seconds)
-        await asyncio.sleep(0)  # the lines of this turn are written together
+        assert ours.read_text() == ""  # kept, to be written together
+        await asyncio.sleep(access.flush_after * 2)
 
     asyncio.run(write())
     expected = without_date(theirs.read_text())
@@ -114,6 +115,24 @@ def test_the_date_is_gunicorns(tmp_path: Path) -> None:
             break
     assert DATE.fullmatch(ours)
     assert ours == theirs
+
+
+def test_many_lines_are_written_at_once_and_the_rest_on_flush(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    gunicorn_log = logger(path, "%(s)s %({x-pad}i)s")
+    access = AccessLog(gunicorn_log, gunicorn_log.cfg)
+
+    class Padded:
+        headers = [("X-PAD", "x" * 1000)]
+
+    async def write() -> None:
+        for _ in range(100):  # 100 kB: past flush_size, written at once
+            access.write(Logged("200 OK", [], 1), Padded(), environ(), 0.1)
+        assert 0 < len(path.read_text().splitlines()) < 100
+        access.flush()  # what the worker does when it stops
+        assert len(path.read_text().splitlines()) == 100
+
+    asyncio.run(write())
 
 
 def test_other_logging_setups_go_through_gunicorn(tmp_path: Path) -> None:
