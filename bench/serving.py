@@ -250,7 +250,7 @@ def table(
     head = f"{'server':38} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
     head += "".join(f" {'x ' + k:>12}" for k in refs)
     if cpu_ref is not None:
-        head += f" {'CPU x bridge':>13}"
+        head += f" {'CPU x ' + cpu_label:>13}"
     print(f"\n{title}\n{head}")
     for r in results:
         ratios = "".join(f" {r.rps / ref.rps:>12.2f}" for ref in refs.values())
