@@ -13,7 +13,7 @@ import asyncio
 import weakref
 from typing import Any, ClassVar
 
-from ._response import REASONS, WSGIResponse
+from ._response import WSGIResponse
 from ._types import (
     BodyType,
     Receive,
@@ -68,15 +68,7 @@ class Response(WSGIResponse):
 
     async def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of the bridge's own and close."""
-        body = text.encode("utf-8")
-        self.status = f"{status} {REASONS.get(status, 'Error')}"
-        self.headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        self.started = True
-        self.sent = len(body)
+        body = self._refusal(status, text)
         start: ResponseStart = {
             "type": self.START,
             "status": status,

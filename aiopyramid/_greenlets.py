@@ -15,7 +15,7 @@ import inspect
 import threading
 import types
 import weakref
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import greenlet
@@ -215,32 +215,16 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     child.gr_context = loop_greenlet.gr_context
     switched = child.switch(func, args, {})
     while type(switched) is not _Outcome:
+        # What the child waits on, and whether its result goes back into the
+        # child (or, the original library's protocol for a future, is already
+        # what the child switched up next: whoever settled it resumed it).
+        waited: Awaitable[Any]
         if switched is _WAIT:  # a coroutine running in the child waits
-            try:
-                value = await _pass_up(child.waits_on)
-            except BaseException as exc:  # cancellation included: into the child
-                child.parent = greenlet.getcurrent()
-                switched = child.throw(type(exc), exc, exc.__traceback__)
-            else:
-                child.parent = greenlet.getcurrent()
-                switched = child.switch(value)
+            waited, resumes = _pass_up(child.waits_on), True
         elif asyncio.isfuture(switched):
-            try:
-                switched = await switched
-            except BaseException as exc:  # cancellation included: unwind the child
-                child.parent = greenlet.getcurrent()
-                switched = child.throw(type(exc), exc, exc.__traceback__)
+            waited, resumes = switched, False
         elif inspect.isawaitable(switched):
-            try:
-                value = await switched
-            except BaseException as exc:  # cancellation included: unwind the child
-                child.parent = greenlet.getcurrent()
-                switched = child.throw(type(exc), exc, exc.__traceback__)
-            else:
-                # The child switches up to whoever resumes it (see
-                # run_in_greenlet, which may have resumed it meanwhile).
-                child.parent = greenlet.getcurrent()
-                switched = child.switch(value)
+            waited, resumes = switched, True
         else:
             # The original library's rule: anything but a future ends the wait.
             # Nothing will resume the child: unwind it now (its ``finally``
@@ -248,6 +232,19 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
             # cycle, as a pooled one is, would never be collected.
             child.throw(greenlet.GreenletExit)
             return switched  # type: ignore[no-any-return]
+        try:
+            value = await waited
+        except BaseException as exc:  # cancellation included: into the child
+            # The child switches up to whoever resumes it (run_in_greenlet
+            # may have resumed it from another greenlet meanwhile).
+            child.parent = greenlet.getcurrent()
+            switched = child.throw(type(exc), exc, exc.__traceback__)
+        else:
+            if resumes:
+                child.parent = greenlet.getcurrent()
+                switched = child.switch(value)
+            else:
+                switched = value
     child.gr_context = None
     if len(idle) < _POOL_SIZE:
         idle.append(child)

@@ -83,6 +83,22 @@ class WSGIResponse:
         """End the body from plain code."""
         wait_for(self.send_body(b"", False), "finishing the response")
 
+    def _refusal(self, status: int, text: str) -> bytes:
+        """Become a whole plain-text answer of the server's own; return its body.
+
+        The connection closes after it (``Connection: close``).
+        """
+        body = text.encode("utf-8")
+        self.status = f"{status} {REASONS.get(status, 'Error')}"
+        self.headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+        self.started = True
+        self.sent = len(body)
+        return body
+
     def head_is_safe(self) -> bool:
         """Whether the head may go out; ``False`` (logged) if a header could split it.
 

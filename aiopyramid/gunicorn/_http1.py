@@ -125,11 +125,10 @@ class DirectHTTP:
             response.refuse(503, "Service Unavailable: too many requests.")
             return
         environ["wsgi.multiprocess"] = bridge.multiprocess
-        if request.content_length or request.chunked:
-            if not await self._read_body(bridge, request, environ, response):
-                return
-        else:
-            environ["wsgi.input"] = io.BytesIO()
+        environ["wsgi.input"] = io.BytesIO()  # unless a body is read
+        has_body = bool(request.content_length or request.chunked)
+        if has_body and not await self._read_body(bridge, request, environ, response):
+            return
         environ["webob.is_body_seekable"] = True
         self._serving = response
         try:
@@ -159,7 +158,6 @@ class DirectHTTP:
         if limit is not None and request.content_length > limit:
             # Refused before the body is sent: a client that announced it
             # would send too much is not made to send it first.
-            environ["wsgi.input"] = io.BytesIO()
             response.refuse(413, "Request Entity Too Large.")
             return False
         try:
@@ -169,17 +167,15 @@ class DirectHTTP:
                 timeout=bridge.body_timeout,
             )
         except BodyTooLarge:
-            environ["wsgi.input"] = io.BytesIO()
             response.refuse(413, "Request Entity Too Large.")
             return False
         except BodyTimeout:
-            environ["wsgi.input"] = io.BytesIO()
             response.refuse(408, "Request Timeout: the body stalled.")
             return False
         if body is None:  # the client left before sending its body
-            environ["wsgi.input"] = io.BytesIO()
             response.close = True
             return False
+        environ["wsgi.input"].close()
         environ["wsgi.input"], size = body
         environ["CONTENT_LENGTH"] = str(size)
         return True

@@ -12,7 +12,7 @@ from typing import Any
 
 from gunicorn.asgi import protocol as gunicorn_protocol
 
-from .._response import REASONS, WSGIResponse
+from .._response import WSGIResponse
 
 __all__ = ["DirectResponse"]
 
@@ -122,23 +122,15 @@ class DirectResponse(WSGIResponse):
 
     def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of our own; the connection closes."""
-        body = text.encode("utf-8")
-        self.status = f"{status} {REASONS.get(status, 'Error')}"
-        self.headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-        self.started = True
+        body = self._refusal(status, text)
         self.close = True
         self.protocol._linger_on_close = True  # let the client read this
-        self.sent = len(body)
         version = self.request.version
         self.protocol._safe_write(
             b"HTTP/%d.%d %s\r\n%s%s%s\r\n%s"
             % (
                 *version,
-                self.status.encode(),
+                self.status.encode(),  # type: ignore[union-attr]
                 b"".join(
                     b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in self.headers
                 ),
