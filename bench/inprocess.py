@@ -5,11 +5,13 @@ Measured in one run, best of several rounds, in µs of CPU per request:
 
 1. Pyramid alone: a hello-world plain view of an application without
    aiopyramid, called as WSGI (what any WSGI server would do, minus HTTP);
-2. the worker's path: a parsed HTTP/1 request (gunicorn's own parser) served
-   by ``AsyncGunicornWorker``'s direct path with a coroutine hello-world
-   view: environ, greenlet, Pyramid with aiopyramid, response bytes;
+2. the worker's path: the request's bytes parsed by gunicorn's parser and
+   served by ``AsyncGunicornWorker``'s direct path with a coroutine
+   hello-world view: parsing, environ, greenlet, Pyramid with aiopyramid,
+   and the response's bytes (HTTP framing at both ends included);
 3. the ASGI bridge: the same view through :func:`aiopyramid.asgi.make_asgi_app`
-   called with an ASGI scope, as uvicorn or hypercorn would.
+   called with a ready ASGI scope and a ``send`` that does nothing, as
+   uvicorn or hypercorn would call it (their parsing and framing excluded).
 
 Issue 16's target: (2) and (3) cost at most 8 µs more than (1).
 """

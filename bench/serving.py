@@ -250,12 +250,12 @@ def table(
     head = f"{'server':38} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
     head += "".join(f" {'x ' + k:>12}" for k in refs)
     if cpu_ref is not None:
-        head += f" {'CPU x ' + cpu_label:>13}"
+        head += f" {'CPU x ' + cpu_label:>16}"
     print(f"\n{title}\n{head}")
     for r in results:
         ratios = "".join(f" {r.rps / ref.rps:>12.2f}" for ref in refs.values())
         if cpu_ref is not None:
-            ratios += f" {r.cpu_us / cpu_ref.cpu_us:>13.2f}"
+            ratios += f" {r.cpu_us / cpu_ref.cpu_us:>16.2f}"
         figures = f"{r.rps:>9.0f} {r.p99_ms:>8.1f} {r.errors:>7} {r.cpu_us:>11.0f}"
         print(f"{r.name:38} {figures}{ratios}")
 
