@@ -91,10 +91,14 @@ class DirectHTTP:
                 environ["wsgi.input"].close()
             if not response.started:  # nothing was answered: the client left
                 response.status, response.headers = "499 Client Closed Request", []
-            if access is not None:
-                access.write(response, request, environ, time.monotonic() - started)
-            if self._post_request is not None:  # type: ignore[attr-defined]
-                self._post_request(worker, request, environ, response)  # type: ignore[attr-defined]
+            try:
+                if access is not None:
+                    seconds = time.monotonic() - started
+                    access.write(response, request, environ, seconds)
+                if self._post_request is not None:  # type: ignore[attr-defined]
+                    self._post_request(worker, request, environ, response)  # type: ignore[attr-defined]
+            except Exception:  # as gunicorn: logged, the connection goes on
+                self.log.exception("Exception in post_request hook")  # type: ignore[attr-defined]
         return response.started and not response.close and response.complete
 
     def _scope(self, request: Any, sockname: Any, peername: Any) -> dict[str, Any]:

@@ -53,6 +53,8 @@ def server(notes: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
         f"    open({str(notes)!r}, 'a').write('pre ' + req.path + '\\n')\n"
         "def post_request(worker, req, environ, resp):\n"
         f"    open({str(notes)!r}, 'a').write('post ' + str(resp.status) + '\\n')\n"
+        "    if req.query == 'hook-fails':\n"
+        "        raise RuntimeError('the hook failed')\n"
     )
     command = gunicorn_command(
         "--bind",
@@ -271,3 +273,11 @@ def test_a_client_still_sending_gets_its_refusal(server):
         sock.setblocking(True)
         answer = sock.recv(65536)  # a reset would raise here
     assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+
+
+def test_a_failing_post_request_hook_is_logged_and_the_connection_goes_on(server):
+    data = request("GET", "/hello?hook-fails") + request("GET", "/hello")
+    (first, body), (_, second) = exchange(server.port, data, ["GET", "GET"])
+    assert first.status_code == 200 and body == second == b"Hello, world"
+    wait_until(lambda: "Exception in post_request hook" in server.log())
+    assert "RuntimeError: the hook failed" in server.log()
