@@ -1,19 +1,29 @@
-"""gunicorn's connection protocol, with a request-head deadline and our websockets.
+"""gunicorn's connection protocol, with our HTTP/1 path, deadlines and websockets.
 
 gunicorn 27's ASGI worker (``gunicorn.asgi.protocol.ASGIProtocol``) offers
-no public hook for either of the two things this subclass adds, so it
-overrides private methods; ``tests/gunicorn/test_hooks.py`` checks that each
-name below still exists with the signature used here, and the worker's
-tests (pings that arrive, a trickled head that is cut) fail if one stops
-being called.  The names are:
+no public hook for what this subclass changes, so it overrides private
+methods; ``tests/gunicorn/test_hooks.py`` checks that each name below still
+exists with the signature used here, and the worker's tests (pings that
+arrive, a trickled head that is cut, keep-alive, raw-socket framing) fail if
+one stops being called.  The names are:
 
+* ``_serve_http_request(request, sockname, peername)``, which gunicorn's
+  connection loop calls once per plain HTTP/1 request and whose answer says
+  whether to keep the connection: served by :mod:`._http1` (with
+  ``_will_close``, ``_safe_write``, ``_flow_control``, ``_body_receiver``,
+  ``_pre_request``/``_post_request`` and ``_root_path``);
 * ``_on_headers_complete()``, the parser's callback when a request head is
   complete: it ends the head deadline;
-* ``_keepalive_timeout()``, what gunicorn calls when a kept-alive
-  connection's next request does not come in time (it closes the
-  connection and wakes its task): the head deadline ends the same way;
+* ``_arm_keepalive_timer()``/``_cancel_keepalive_timer()`` and
+  ``_keepalive_timeout()``, what gunicorn calls around an idle kept-alive
+  connection (the last closes it and wakes its task): one timer per
+  connection follows a deadline, and the head deadline ends the same way;
+* ``_send_error_response`` and ``_close_transport``: after an error answer
+  the close lingers, so that a client still sending can read it;
 * ``_callback_parser``, set on HTTP/1 connections only: HTTP/2, uWSGI and
-  the PROXY-protocol-less h2c sniffing have deadlines of their own;
+  the PROXY-protocol-less h2c sniffing have deadlines of their own; and
+  ``_check_h1c_protocol_available``, asked once here so that gunicorn's C
+  parser is used (see below);
 * ``_handle_websocket(request, sockname, peername)``, which serves an
   upgraded connection (dropping ``_body_receiver``, which ``connection_lost``
   tolerates as ``None``), with ``_build_websocket_scope`` (same arguments),
