@@ -18,6 +18,8 @@ one stops being called.  The names are:
   ``_keepalive_timeout()``, what gunicorn calls around an idle kept-alive
   connection (the last closes it and wakes its task): one timer per
   connection follows a deadline, and the head deadline ends the same way;
+  ``_request_ready``, the event the connection's task waits on, is set when
+  the connection is lost so that the task ends at once;
 * ``_send_error_response`` and ``_close_transport``: after an error answer
   the close lingers, so that a client still sending can read it;
 * ``_callback_parser``, set on HTTP/1 connections only: HTTP/2, uWSGI and
@@ -81,6 +83,7 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
     # Set by gunicorn's ASGIProtocol (untyped): declared for the checker.
     _closed: bool
     _keepalive_handle: asyncio.TimerHandle | None
+    _request_ready: asyncio.Event | None
 
     def connection_made(self, transport: Any) -> None:
         """Start the connection's head deadline (HTTP/1 connections only)."""
@@ -153,6 +156,11 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
             self._keepalive_handle = None
         self._client_gone()
         super().connection_lost(exc)
+        # gunicorn leaves the connection's task waiting for a next request
+        # until its disconnect grace period cancels it (3 s): wake it, as
+        # gunicorn's own keep-alive timeout does, so that it ends now.
+        if self._request_ready is not None:
+            self._request_ready.set()
 
     def _arm_keepalive_timer(self) -> None:
         """Start the keep-alive deadline, reusing the connection's timer.

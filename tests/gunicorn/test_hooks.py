@@ -153,3 +153,15 @@ def test_bytes_and_the_end_go_to_the_websocket_attribute() -> None:
         return websocket.calls
 
     assert asyncio.run(main()) == [b"frame", "eof"]
+
+
+def test_a_lost_connection_wakes_its_task_to_end() -> None:
+    """connection_lost sets the event gunicorn's connection loop waits on."""
+
+    async def main() -> bool:
+        protocol = Protocol(fake_worker())
+        protocol._request_ready = asyncio.Event()
+        protocol.connection_lost(None)
+        return protocol._request_ready.is_set() and protocol._closed
+
+    assert asyncio.run(main())
