@@ -68,18 +68,7 @@ class Response(WSGIResponse):
 
     async def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of the bridge's own and close."""
-        body = self._refusal(status, text)
-        start: ResponseStart = {
-            "type": self.START,
-            "status": status,
-            "headers": [
-                (name.encode("latin-1"), value.encode("latin-1"))
-                for name, value in self.headers
-            ],
-        }
-        await self._send(start)
-        whole: ResponseBody = {"type": self.BODY, "body": body}
-        await self._send(whole)
+        await self.send_body(self._refusal(status, text), False)
 
 
 #: Seconds after which a request still running starts watching for its

@@ -189,13 +189,16 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
 
     The engine of :func:`aiopyramid.helpers.spawn_greenlet`, for callers that
     already run in a task of their own (the ASGI bridge: servers start a task
-    per request),
-    and so need no copy of the context and no new task.
+    per request; the gunicorn worker's connection task), and so need no copy
+    of the context and no new task.
 
-    The child may switch up three kinds of thing:
+    The child may switch up four kinds of thing:
 
-    * an awaitable that is not a future (what :func:`wait_for` hands up): it
-      is awaited and its result (or exception) switched back into the child;
+    * ``_WAIT``, from :func:`run_coroutine`: a coroutine running in the child
+      waits on ``child.waits_on``, which is yielded to this task; what the
+      task sends back (or throws in) goes back into the child;
+    * an awaitable that is not a future (switched up by hand): it is awaited
+      and its result (or exception) switched back into the child;
     * an asyncio future or task (the original library's protocol): it is
       awaited and its result is taken as what the child switched up next,
       because whoever settles it (:func:`run_in_greenlet`) resumes the child

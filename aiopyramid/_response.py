@@ -84,9 +84,10 @@ class WSGIResponse:
         wait_for(self.send_body(b"", False), "finishing the response")
 
     def _refusal(self, status: int, text: str) -> bytes:
-        """Become a whole plain-text answer of the server's own; return its body.
+        """Become a plain-text answer of the server's own; return its body.
 
-        The connection closes after it (``Connection: close``).
+        The subclass sends it as any response (``Connection: close``: the
+        connection ends after it).
         """
         body = text.encode("utf-8")
         self.status = f"{status} {REASONS.get(status, 'Error')}"
@@ -95,8 +96,6 @@ class WSGIResponse:
             ("Content-Length", str(len(body))),
             ("Connection", "close"),
         ]
-        self.started = True
-        self.sent = len(body)
         return body
 
     def head_is_safe(self) -> bool:

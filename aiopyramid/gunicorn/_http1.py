@@ -77,7 +77,9 @@ class DirectHTTP:
             if uncancel is not None:  # Python 3.11+
                 uncancel()
         except Exception as error:  # a gunicorn hook, or reading the body
-            report_failure(environ or log_environ(scope), error)
+            if environ is None:
+                environ = log_environ(scope)
+            report_failure(environ, error)
             if response.started:
                 response.close = True
             else:

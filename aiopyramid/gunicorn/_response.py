@@ -125,20 +125,7 @@ class DirectResponse(WSGIResponse):
         body = self._refusal(status, text)
         self.close = True
         self.protocol._linger_on_close = True  # let the client read this
-        version = self.request.version
-        self.protocol._safe_write(
-            b"HTTP/%d.%d %s\r\n%s%s%s\r\n%s"
-            % (
-                *version,
-                self.status.encode(),  # type: ignore[union-attr]
-                b"".join(
-                    b"%s: %s\r\n" % (n.encode(), v.encode()) for n, v in self.headers
-                ),
-                gunicorn_protocol._CACHED_SERVER_HEADER,
-                gunicorn_protocol._get_cached_date_header(),
-                body,
-            )
-        )
+        self.put(body, False)
 
     @property
     def complete(self) -> bool:
