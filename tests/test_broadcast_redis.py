@@ -221,14 +221,13 @@ def test_slow_subscriber_does_not_delay_the_others(redis_server):
             broadcast.subscribe("fast") as fast,
             broadcast.subscribe("fast") as slow,
         ):
-            started = time.monotonic()
+            # Were the hub to wait for the slow reader, the fast one would
+            # wait forever: run()'s bound catches that, no pace is asserted.
             reader = asyncio.ensure_future(next_messages(fast, 500))
             for n in range(500):
                 await broadcast.publish("fast", str(n))
             got = await reader
-            elapsed = time.monotonic() - started
             assert got == [str(n) for n in range(500)]
-            assert elapsed < 5 * UNIT
             assert slow.dropped == 490
             assert await next_messages(slow, 10) == [str(n) for n in range(490, 500)]
         await broadcast.aclose()
@@ -252,14 +251,21 @@ def test_unreachable_redis_at_start_is_not_fatal():
     run(main())
 
 
-def test_ten_thousand_websocket_cycles_leave_nothing_behind(redis_server):
-    """10,000 connect/subscribe/close cycles return tasks, greenlets, Redis
-    connections and memory to where they started."""
+def test_many_websocket_cycles_leave_nothing_behind(redis_server):
+    """Thousands of connect/subscribe/close cycles return tasks, greenlets,
+    Redis connections and memory to where they started.
+
+    A leak grows with the cycles, so memory is read after each of two equal
+    halves: the second half must add (almost) nothing, whatever the first
+    cost.  The time allowed follows from the warm-up cycles' own cost on
+    this machine (coverage and tracemalloc included), not from a fixed total.
+    """
     from tests.apps.rooms import room_app
     from tests.harness.inprocess import live_spawned_greenlets
 
     app = room_app(**{"aiopyramid.broadcast.url": redis_server.url})
-    cycles = int(os.environ.get("AIOPYRAMID_TEST_BROADCAST_CYCLES", "10000"))
+    half = int(os.environ.get("AIOPYRAMID_TEST_BROADCAST_CYCLES", "2000")) // 2
+    warm_up = 100
 
     async def connect_once():
         incoming = [
@@ -294,32 +300,41 @@ def test_ten_thousand_websocket_cycles_leave_nothing_behind(redis_server):
             tracemalloc.get_traced_memory()[0],
         )
 
+    async def cycle(times: int) -> list[dict]:
+        for _ in range(times):
+            sent = await connect_once()
+        return sent
+
     async def main():
-        for _ in range(100):  # warm up: pools, caches, the worker's connections
-            await connect_once()
         tracemalloc.start()
         try:
-            tasks, greenlets, connections, memory = await snapshot()
             started = time.monotonic()
-            for _ in range(cycles):
-                sent = await connect_once()
-            elapsed = time.monotonic() - started
+            await cycle(warm_up)  # pools, caches, the worker's connections
+            per_cycle = (time.monotonic() - started) / warm_up
+            # Ten times the warm-up's pace: a hang, not a slow machine.
+            allowed = 10 * per_cycle * half + 5 * UNIT
+            tasks, greenlets, connections, _ = await snapshot()
 
             async def back() -> bool:
                 """Tasks, greenlets and Redis connections as before (once the
                 last unsubscribe reaches Redis)."""
                 return (await snapshot())[:3] == (tasks, greenlets, connections)
 
-            with contextlib.suppress(AssertionError):  # asserted below
-                await wait_until_async(back)
-            after = await snapshot()
+            sizes = []
+            for _ in range(2):
+                sent = await asyncio.wait_for(cycle(half), allowed)
+                with contextlib.suppress(AssertionError):  # asserted below
+                    await wait_until_async(back)
+                sizes.append(await snapshot())
         finally:
             tracemalloc.stop()
             await get_broadcast(app.app.registry).aclose()
         assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send"]
-        assert after[:3] == (tasks, greenlets, connections)
-        assert after[3] - memory < 2_000_000, f"grew {after[3] - memory} bytes"
-        assert elapsed < 120 * UNIT
-        return elapsed
+        for size in sizes:
+            assert size[:3] == (tasks, greenlets, connections)
+        grown = sizes[1][3] - sizes[0][3]
+        # Measured: a few hundred bytes in all; a task, a greenlet or a frame
+        # kept per cycle is kilobytes each.
+        assert grown < 20 * half, f"the second {half} cycles kept {grown} bytes"
 
-    run(main())
+    asyncio.run(main())

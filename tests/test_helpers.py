@@ -25,6 +25,7 @@ from aiopyramid.helpers import (
     use_executor,
 )
 from tests.harness.inprocess import live_spawned_greenlets
+from tests.harness.servers import UNIT
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -157,7 +158,7 @@ def test_synchronize_lets_the_loop_serve_others(run):
 
     started = time.perf_counter()
     idents = run(many())
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 2 * UNIT  # one after another: 40 s
     assert set(idents) == {threading.get_ident()}
 
 
