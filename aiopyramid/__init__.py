@@ -27,6 +27,12 @@ def includeme(config: Configurator) -> None:
 
     * :class:`~aiopyramid.config.CoroutineOrExecutorMapper` becomes the default
       view mapper (``config.set_view_mapper(None)`` restores Pyramid's own);
+      the ``aiopyramid.mode`` setting chooses where plain code runs:
+      ``executor`` (the default: plain views on a pool thread), ``greenlet``
+      (plain views in the request's greenlet, with
+      :class:`~aiopyramid.config.CoroutineOrGreenletMapper`) or ``thread``
+      (all of a request's plain code on a pool thread, through a tween above
+      the others);
     * Pyramid's current request and registry are kept per request rather than
       per thread, so interleaved requests never see each other's;
     * the ``aiopyramid.executor.max_workers`` setting, if given, sizes a thread
@@ -43,16 +49,24 @@ def includeme(config: Configurator) -> None:
       the backend that ``aiopyramid.broadcast.url`` names (see
       :mod:`aiopyramid.broadcast`).
     """
+    from ._modes import configure_thread_mode, mode_from_settings
     from .config import (
         CoroutineOrExecutorMapper,
+        CoroutineOrGreenletMapper,
         IExecutor,
         executor_from_settings,
         slow_view_threshold,
     )
 
     _threadlocal.install()
-    config.set_view_mapper(CoroutineOrExecutorMapper)
     settings = config.get_settings() or {}  # None for a bare Registry()
+    mode = mode_from_settings(settings)
+    if mode == "greenlet":
+        config.set_view_mapper(CoroutineOrGreenletMapper)
+    else:
+        config.set_view_mapper(CoroutineOrExecutorMapper)
+    if mode == "thread":
+        configure_thread_mode(config)
     slow_view_threshold(settings)  # a bad value fails here, not at the first view
     _addons.includeme(config)
     executor = executor_from_settings(settings)

@@ -28,12 +28,18 @@ import contextvars
 import inspect
 import sys
 import weakref
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import greenlet
 
-from ._greenlets import COROUTINES, SpawnedGreenlet, loop_greenlets, run_coroutine
+from ._greenlets import (
+    COROUTINES,
+    SpawnedGreenlet,
+    loop_greenlets,
+    run_coroutine,
+    run_in_child_greenlet,
+)
 from .exceptions import ScopeError
 
 T = TypeVar("T")
@@ -173,7 +179,46 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
             "aiopyramid.helpers.spawn_greenlet, or run the coroutine yourself "
             "with asyncio.run()."
         )
-    return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
+    # On the loop, the coroutine runs in a request greenlet of its own, as it
+    # would in the request's: plain code it calls may wait, and SQLAlchemy's
+    # sync API may use an asyncio driver there.
+    job: Coroutine[Any, Any, T] = run_in_child_greenlet(wait_for, awaitable, name)
+    return asyncio.run_coroutine_threadsafe(job, loop).result()
+
+
+class _ThreadGreenlet(greenlet.greenlet):
+    """A greenlet on a pool thread, marked for SQLAlchemy's sync API.
+
+    SQLAlchemy's ``await_`` switches a driver's awaitable up to this
+    greenlet's parent, :func:`call_in_thread_greenlet`, which waits for it on
+    the request's loop: asyncpg's and aiosqlite's connections belong to that
+    loop, and its pool waits there without holding this thread's lock.
+    """
+
+    __sqlalchemy_greenlet_provider__ = True
+
+
+def call_in_thread_greenlet(func: Callable[..., T], /, *args: Any) -> T:
+    """Call ``func(*args)`` on this pool thread, in a :class:`_ThreadGreenlet`.
+
+    Whatever the greenlet switches up (SQLAlchemy's awaitables) runs on the
+    request's loop while this thread blocks, and its result, or exception,
+    goes back in: plain code on a pool thread (an executor view, the whole
+    request in ``aiopyramid.mode = thread``) may use SQLAlchemy's sync API on
+    an asyncio driver as on a blocking one.
+    """
+    child = _ThreadGreenlet(func)
+    # The same context as this thread's: what the job sets is the job's.
+    child.gr_context = greenlet.getcurrent().gr_context
+    switched = child.switch(*args)
+    while not child.dead:
+        try:
+            value = _wait_from_thread(switched, "SQLAlchemy's driver call")
+        except BaseException as exc:  # into the code that waits, as await would
+            switched = child.throw(exc)
+        else:
+            switched = child.switch(value)
+    return switched  # type: ignore[no-any-return]
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop | None:

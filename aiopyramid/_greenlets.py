@@ -39,6 +39,13 @@ class SpawnedGreenlet(greenlet.greenlet):
     more than switching into an existing one, so idle children are pooled.
     """
 
+    #: SQLAlchemy's mark of a greenlet in which its sync API may wait on an
+    #: asyncio driver: its ``await_`` switches the driver's awaitable up to
+    #: this greenlet's parent (the driver) and expects the result back.  Set
+    #: per job by :func:`run_in_child_greenlet`: true for requests, false for
+    #: :func:`~aiopyramid.helpers.spawn_greenlet`, which keeps the original
+    #: library's protocol for a switched-up future.
+    __sqlalchemy_greenlet_provider__ = False
     #: True while the child runs a step of a coroutine (see _run_coroutine).
     in_coroutine = False
     #: What that coroutine waits on, for the driver to await.
@@ -184,26 +191,43 @@ async def run_in_greenlet(
     return back.switch()
 
 
-async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
+def _hands_off(future: asyncio.Future[Any]) -> bool:
+    """Whether ``future`` is a task of :func:`run_in_greenlet`, which resumes
+    the greenlet that switched it up by itself (the original library's way)."""
+    coro = future.get_coro() if isinstance(future, asyncio.Task) else None
+    return getattr(coro, "cr_code", None) is run_in_greenlet.__code__
+
+
+async def run_in_child_greenlet(
+    func: Callable[..., T], /, *args: Any, provider: bool = True
+) -> T:
     """Run ``func(*args)`` in a child greenlet, sharing the current task's context.
 
-    The engine of :func:`aiopyramid.helpers.spawn_greenlet`, for callers that
-    already run in a task of their own (the ASGI bridge: servers start a task
-    per request; the gunicorn worker's connection task), and so need no copy
-    of the context and no new task.
+    The engine of every request (the ASGI bridge: servers start a task per
+    request; the gunicorn worker's connection task) and of
+    :func:`aiopyramid.helpers.spawn_greenlet`: callers that already run in a
+    task of their own need no copy of the context and no new task.
 
     The child may switch up four kinds of thing:
 
     * ``_WAIT``, from :func:`run_coroutine`: a coroutine running in the child
       waits on ``child.waits_on``, which is yielded to this task; what the
       task sends back (or throws in) goes back into the child;
-    * an awaitable that is not a future (switched up by hand): it is awaited
-      and its result (or exception) switched back into the child;
-    * an asyncio future or task (the original library's protocol): it is
-      awaited and its result is taken as what the child switched up next,
-      because whoever settles it (:func:`run_in_greenlet`) resumes the child
-      itself; if its result is a plain value, the wait ends with it;
+    * an awaitable that is not a future (switched up by hand, or by
+      SQLAlchemy's ``await_``): it is awaited and its result (or exception)
+      switched back into the child;
+    * an asyncio future or task: a task of :func:`run_in_greenlet` (the
+      original library's protocol) is awaited and its result is taken as
+      what the child switched up next, because that task resumes the child
+      itself; any other future is, in a ``provider`` child, awaited and its
+      result switched back (SQLAlchemy switches up a shielded future when it
+      closes an invalidated connection), and otherwise treated as the
+      original library did: its result is what the child switched up next;
     * any other value: the wait ends with that value.
+
+    ``provider`` marks the child as a greenlet in which SQLAlchemy's sync
+    API may use an asyncio driver (``postgresql+asyncpg``,
+    ``sqlite+aiosqlite``): every query and pool wait then yields to the loop.
     """
     loop_greenlet = greenlet.getcurrent()
     if loop_greenlet.parent is not None and not (
@@ -213,6 +237,7 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     idle = idle_greenlets()
     child = idle.pop() if idle else SpawnedGreenlet()
     child.parent = loop_greenlet
+    child.__sqlalchemy_greenlet_provider__ = provider
     # The child shares this task's context, as an awaited coroutine would, so
     # the coroutines it hands up see the context variables it set.
     child.gr_context = loop_greenlet.gr_context
@@ -225,7 +250,7 @@ async def run_in_child_greenlet(func: Callable[..., T], /, *args: Any) -> T:
         if switched is _WAIT:  # a coroutine running in the child waits
             waited, resumes = _pass_up(child.waits_on), True
         elif asyncio.isfuture(switched):
-            waited, resumes = switched, False
+            waited, resumes = switched, provider and not _hands_off(switched)
         elif inspect.isawaitable(switched):
             waited, resumes = switched, True
         else:

@@ -74,3 +74,22 @@ async def read_body(
         target.write(chunk)
     target.seek(0)
     return target, size
+
+
+def make_seekable(request: Any) -> None:
+    """Make ``request.body`` readable from anywhere: rewound, or read now.
+
+    Called in the request's greenlet before its plain code moves to a
+    thread or its coroutine view runs on the loop.
+    """
+    # aiopyramid's servers read the body before the application runs and say
+    # so in the environ: rewinding it is all WebOb would do (and cheaper
+    # through the file itself).  Test doubles (pyramid.testing.DummyRequest)
+    # have no body to read.
+    environ = request.environ
+    if environ.get("webob.is_body_seekable"):
+        environ["wsgi.input"].seek(0)
+        return
+    make_body_seekable = getattr(request, "make_body_seekable", None)
+    if make_body_seekable is not None:
+        make_body_seekable()

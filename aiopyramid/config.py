@@ -38,17 +38,19 @@ from pyramid.threadlocal import get_current_registry
 from pyramid.viewderivers import DefaultViewMapper
 from zope.interface import Interface, implementer, provider
 
-from ._bridge import home_loop, running_loop, wait_for
+from ._bridge import call_in_thread_greenlet, home_loop, running_loop, wait_for
 from ._failures import VIEW_KEY
 from ._settings import positive_setting
 from ._startup import report_pool
 from ._unwrap import allow_yield_from, unwrap_view
+from ._wsgi_input import make_seekable
 from .helpers import is_generator
 
 __all__ = [
     "AsyncioMapperBase",
     "CoroutineMapper",
     "CoroutineOrExecutorMapper",
+    "CoroutineOrGreenletMapper",
     "ExecutorMapper",
     "IExecutor",
     "is_coroutine_view",
@@ -119,6 +121,14 @@ class AsyncioMapperBase(DefaultViewMapper):
         if is_coroutine_view(view, self.attr):
             allow_yield_from(view, self.attr)
             return self.run_in_greenlet(view, mapped)
+        return self.run_plain(view, mapped)
+
+    def run_plain(self, view: Any, mapped: ViewCallable) -> ViewCallable:
+        """Wrap a plain view: in the executor (:meth:`run_in_executor`).
+
+        :class:`CoroutineOrGreenletMapper` calls it in the request's greenlet
+        instead (:meth:`run_plain_in_greenlet`).
+        """
         return self.run_in_executor(view, mapped)
 
     def is_class_method_coroutine(self, view: Any) -> bool:
@@ -161,14 +171,14 @@ class AsyncioMapperBase(DefaultViewMapper):
 
             def coroutine_view(context: Any, request: Any) -> Any:
                 request.environ[VIEW_KEY] = label
-                _read_body(request)
+                make_seekable(request)
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
         def timed_coroutine_view(context: Any, request: Any) -> Any:
             request.environ[VIEW_KEY] = label
-            _read_body(request)
+            make_seekable(request)
             started = time.perf_counter()
             result = mapped(context, request)
             _report_slow(name, time.perf_counter() - started, limit)
@@ -195,34 +205,44 @@ class AsyncioMapperBase(DefaultViewMapper):
             loop = running_loop()
             if loop is None:
                 return _await_result(mapped(context, request), label)
-            _read_body(request)
+            make_seekable(request)
             request.environ.pop("wsgi.file_wrapper", None)
             executor = request.registry.queryUtility(IExecutor)
             thread_context = contextvars.copy_context()
             thread_context.run(home_loop.set, loop)
             # Crossing to a pool thread: the greenlet waits for the future on
-            # the loop, which keeps serving other requests meanwhile.
+            # the loop, which keeps serving other requests meanwhile.  In the
+            # thread the view runs in a greenlet of its own, in which
+            # SQLAlchemy's sync API may still use an asyncio driver.
             future = loop.run_in_executor(
-                executor, thread_context.run, mapped, context, request
+                executor,
+                thread_context.run,
+                call_in_thread_greenlet,
+                mapped,
+                context,
+                request,
             )
             result = wait_for(future, label)
             return _await_result(result, label)
 
         return _preserve(executor_view, mapped)
 
+    def run_plain_in_greenlet(self, view: Any, mapped: ViewCallable) -> ViewCallable:
+        """Call a plain view in the request's greenlet, on the loop's thread.
 
-def _read_body(request: Any) -> None:
-    # aiopyramid's servers read the body before the application runs and say
-    # so in the environ: rewinding it is all WebOb would do (and cheaper
-    # through the file itself).  Test doubles (pyramid.testing.DummyRequest)
-    # have no body to read.
-    environ = request.environ
-    if environ.get("webob.is_body_seekable"):
-        environ["wsgi.input"].seek(0)
-        return
-    make_body_seekable = getattr(request, "make_body_seekable", None)
-    if make_body_seekable is not None:
-        make_body_seekable()
+        For applications whose I/O goes through asyncio drivers (SQLAlchemy's
+        sync API on ``postgresql+asyncpg`` or ``sqlite+aiosqlite``, or
+        :func:`~aiopyramid.helpers.synchronize`-d coroutines): each wait
+        yields to the loop, no thread is used.  Code that blocks here blocks
+        every request of the worker.
+        """
+        label = f"view {_describe(view)}"  # for error messages
+
+        def greenlet_view(context: Any, request: Any) -> Any:
+            request.environ[VIEW_KEY] = label
+            return _await_result(mapped(context, request), label)
+
+        return _preserve(greenlet_view, mapped)
 
 
 def slow_view_threshold(settings: Any) -> float | None:
@@ -293,8 +313,23 @@ def _preserve(wrapper: ViewCallable, mapped: ViewCallable) -> ViewCallable:
 class CoroutineOrExecutorMapper(AsyncioMapperBase):
     """Run coroutine views on the loop and every other view in the executor.
 
-    The default view mapper once ``config.include('aiopyramid')`` has run.
+    The default view mapper once ``config.include('aiopyramid')`` has run
+    (unless ``aiopyramid.mode`` is ``greenlet``); choose it for one view with
+    ``view_config(mapper=CoroutineOrExecutorMapper)``.
     """
+
+
+class CoroutineOrGreenletMapper(AsyncioMapperBase):
+    """Run coroutine views on the loop and plain views in the request's greenlet.
+
+    The default view mapper with ``aiopyramid.mode = greenlet``; choose it for
+    one view with ``view_config(mapper=CoroutineOrGreenletMapper)``
+    (:class:`CoroutineOrExecutorMapper` does the opposite).
+    """
+
+    def run_plain(self, view: Any, mapped: ViewCallable) -> ViewCallable:
+        """Wrap a plain view to run in the request's greenlet."""
+        return self.run_plain_in_greenlet(view, mapped)
 
 
 class CoroutineMapper(AsyncioMapperBase):

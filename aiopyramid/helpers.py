@@ -84,7 +84,8 @@ async def spawn_greenlet(func: Callable[..., T], /, *args: Any, **kwargs: Any) -
     context = contextvars.copy_context()
     context.run(home_loop.set, loop)
     call = functools.partial(func, **kwargs) if kwargs else func
-    result = await task_in(context, loop, run_in_child_greenlet(call, *args))
+    child = run_in_child_greenlet(call, *args, provider=False)
+    result = await task_in(context, loop, child)
     while asyncio.isfuture(result):
         result = await result
     return result

@@ -23,6 +23,7 @@ PUBLIC = {
     "aiopyramid.config": [
         "AsyncioMapperBase",
         "CoroutineOrExecutorMapper",
+        "CoroutineOrGreenletMapper",
         "CoroutineMapper",
         "ExecutorMapper",
         "IExecutor",

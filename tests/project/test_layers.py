@@ -44,6 +44,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.auth",
         "aiopyramid.testing",
         "aiopyramid._addons",
+        "aiopyramid._modes",
         "aiopyramid.broadcast",
         "aiopyramid._broadcast_memory",
         "aiopyramid._broadcast_redis",

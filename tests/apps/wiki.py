@@ -1,0 +1,207 @@
+"""An application shaped like Pyramid's SQLAlchemy tutorial (wiki2).
+
+What froze the worker there, all here: a route factory and a security policy
+that query through ``request.dbsession``, pyramid_tm with zope.sqlalchemy
+(the commit runs in a tween), plain views that read and write, and a
+coroutine view that reads through the sync session and then awaits.  The
+engine is SQLAlchemy's own ``engine_from_config``: only its URL says
+whether the driver is asyncio's (``sqlite+aiosqlite``,
+``postgresql+asyncpg``) or a blocking one (``postgresql+psycopg``).
+
+``main`` is a PasteDeploy app factory; ``settings`` name the URL
+(``sqlalchemy.url``) and ``aiopyramid.mode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import zope.sqlalchemy
+from pyramid.authorization import ACLHelper, Allow, Everyone
+from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPNotFound
+from pyramid.response import Response
+from sqlalchemy import ForeignKey, String, engine_from_config, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """The tutorial's declarative base."""
+
+
+class User(Base):
+    """A wiki user."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+
+
+class Page(Base):
+    """A wiki page."""
+
+    __tablename__ = "pages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    data: Mapped[str] = mapped_column(String(1000))
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class PageResource:
+    """What the tutorial's ``page_factory`` returns: the page and its ACL."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.__acl__ = [(Allow, Everyone, "view")]
+
+
+def page_factory(request: Any) -> PageResource:
+    """The tutorial's route factory: a query before any view runs."""
+    name = request.matchdict["pagename"]
+    page = request.dbsession.scalars(select(Page).where(Page.name == name)).first()
+    if page is None:
+        raise HTTPNotFound(f"no page {name}")
+    return PageResource(page)
+
+
+class SecurityPolicy:
+    """The tutorial's policy: the identity is a user row, looked up by name."""
+
+    def identity(self, request: Any) -> User | None:
+        """The user named by the ``X-User`` header, read from the database."""
+        name = request.headers.get("X-User")
+        if name is None:
+            return None
+        return request.dbsession.scalars(select(User).where(User.name == name)).first()
+
+    def authenticated_userid(self, request: Any) -> int | None:
+        """The user's id."""
+        user = request.identity
+        return None if user is None else user.id
+
+    def permits(self, request: Any, context: Any, permission: str) -> Any:
+        """Everyone may view; the ACL says so."""
+        return ACLHelper().permits(context, [Everyone], permission)
+
+    def remember(self, request: Any, userid: Any, **kw: Any) -> list[Any]:
+        """No login in this app."""
+        return []
+
+    def forget(self, request: Any, **kw: Any) -> list[Any]:
+        """No logout in this app."""
+        return []
+
+
+def view_page(request: Any) -> Response:
+    """A plain view: the page the factory found, and who reads it."""
+    user = request.identity
+    reader = "anonymous" if user is None else user.name
+    return Response(
+        f"{request.context.page.name}: {request.context.page.data} (read by {reader})"
+    )
+
+
+def add_page(request: Any) -> Response:
+    """A plain view that writes: one page, committed by pyramid_tm."""
+    name = request.matchdict["pagename"]
+    request.dbsession.add(Page(name=name, data=f"about {name}", creator_id=1))
+    request.dbsession.flush()
+    return Response(f"added {name}")
+
+
+def add_then_fail(request: Any) -> Response:
+    """A plain view that flushes a page and then fails: nothing is committed."""
+    name = request.matchdict["pagename"]
+    request.dbsession.add(Page(name=name, data="never", creator_id=1))
+    request.dbsession.flush()
+    raise RuntimeError("failed after the flush")
+
+
+async def async_page(request: Any) -> Response:
+    """A coroutine view: the factory's query, one through the sync session, an await."""
+    count = request.dbsession.scalar(text("select count(*) from pages"))
+    await asyncio.sleep(0.05)
+    return Response(f"{request.context.page.name} of {count}")
+
+
+def sleep_in_database(request: Any) -> Response:
+    """A plain view that waits in the database (SQLite has no sleep: a timer)."""
+    seconds = float(request.params.get("s", "0.1"))
+    dbsession = request.dbsession
+    if dbsession.bind.dialect.name == "postgresql":
+        dbsession.execute(text("select pg_sleep(:s)"), {"s": seconds})
+    else:  # the wait, as a query would, in the driver's own way
+        dbsession.execute(text("select 1"))
+        from aiopyramid.helpers import synchronize
+
+        synchronize(asyncio.sleep)(seconds)
+    return Response("slept")
+
+
+async def invalidate(request: Any) -> Response:
+    """Invalidate the connection and query again, on the loop's thread.
+
+    A coroutine view (its code runs in a request greenlet on the loop in
+    every mode): on a pool thread SQLAlchemy cannot close an invalidated
+    asyncio connection gracefully, as it makes its shielded future there.
+    """
+    await asyncio.sleep(0)
+    dbsession = request.dbsession
+    dbsession.connection().invalidate()
+    dbsession.rollback()
+    return Response(f"after invalidation: {dbsession.scalar(text('select 41 + 1'))}")
+
+
+def where(request: Any) -> Response:
+    """Which thread ran the view."""
+    return Response(threading.current_thread().name)
+
+
+def main(global_config: Any = None, **settings: Any) -> Any:
+    """The app, on the engine ``sqlalchemy.url`` names."""
+    settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    engine = engine_from_config(settings, "sqlalchemy.")
+    factory = sessionmaker(bind=engine)
+    with Configurator(settings=settings) as config:
+        config.include("pyramid_tm")
+        config.include("aiopyramid")
+        config.set_security_policy(SecurityPolicy())
+
+        def dbsession(request: Any) -> Any:
+            session = factory()
+            zope.sqlalchemy.register(session, transaction_manager=request.tm)
+            return session
+
+        config.add_request_method(dbsession, reify=True)
+        config.add_route("page", "/page/{pagename}", factory=page_factory)
+        config.add_view(view_page, route_name="page", permission="view")
+        config.add_route("async", "/async/{pagename}", factory=page_factory)
+        config.add_view(async_page, route_name="async", permission="view")
+        config.add_route("add", "/add/{pagename}")
+        config.add_view(add_page, route_name="add", request_method="POST")
+        config.add_route("fail", "/fail/{pagename}")
+        config.add_view(add_then_fail, route_name="fail", request_method="POST")
+        config.add_route("sleep", "/sleep")
+        config.add_view(sleep_in_database, route_name="sleep")
+        config.add_route("invalidate", "/invalidate")
+        config.add_view(invalidate, route_name="invalidate")
+        config.add_route("where", "/where")
+        config.add_view(where, route_name="where")
+    app = config.make_wsgi_app()
+    app.engine = engine  # for the tests: create the tables, count the rows
+    return app
+
+
+def create_tables(sync_engine: Any) -> None:
+    """The tables, one user (id 1, "ada") and the front page."""
+    with sync_engine.begin() as connection:
+        Base.metadata.drop_all(connection)
+        Base.metadata.create_all(connection)
+        connection.execute(User.__table__.insert(), [{"name": "ada", "role": "editor"}])
+        connection.execute(
+            Page.__table__.insert(),
+            [{"name": "FrontPage", "data": "welcome", "creator_id": 1}],
+        )
