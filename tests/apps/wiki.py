@@ -155,6 +155,51 @@ async def invalidate(request: Any) -> Response:
     return Response(f"after invalidation: {dbsession.scalar(text('select 41 + 1'))}")
 
 
+class LoopLag:
+    """The longest the loop's timers came late since the first request.
+
+    A task wakes every 10 ms and measures how late it woke: what a loop held
+    by blocking code costs every other request.
+    """
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start measuring, once, on the running loop."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._measure())
+
+    async def _measure(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            self.worst = max(self.worst, loop.time() - before - 0.01)
+
+
+LAG = LoopLag()
+
+
+async def lag(request: Any) -> Response:
+    """Start the lag measurement, or say the worst lag so far and reset it."""
+    started = LAG.task is not None
+    LAG.start()
+    worst, LAG.worst = LAG.worst, 0.0
+    return Response(f"{worst if started else -1:.4f}")
+
+
+def pool_status(request: Any) -> Response:
+    """How many of the engine's connections are checked out."""
+    return Response(str(request.registry.engine.pool.checkedout()))
+
+
+async def health(request: Any) -> Response:
+    """Touches no database: how quickly the loop answers."""
+    return Response("ok")
+
+
 def where(request: Any) -> Response:
     """Which thread ran the view."""
     return Response(threading.current_thread().name)
@@ -190,6 +235,13 @@ def main(global_config: Any = None, **settings: Any) -> Any:
         config.add_view(invalidate, route_name="invalidate")
         config.add_route("where", "/where")
         config.add_view(where, route_name="where")
+        config.add_route("lag", "/lag")
+        config.add_view(lag, route_name="lag")
+        config.add_route("pool", "/pool")
+        config.add_view(pool_status, route_name="pool")
+        config.add_route("health", "/health")
+        config.add_view(health, route_name="health")
+        config.registry.engine = engine
     app = config.make_wsgi_app()
     app.engine = engine  # for the tests: create the tables, count the rows
     return app
@@ -205,3 +257,32 @@ def create_tables(sync_engine: Any) -> None:
             Page.__table__.insert(),
             [{"name": "FrontPage", "data": "welcome", "creator_id": 1}],
         )
+
+
+def from_environment() -> Any:
+    """The app as the server tests start it (``tests.apps.wiki:from_environment()``).
+
+    ``WIKI_URL`` is the engine's URL, ``WIKI_MODE`` the ``aiopyramid.mode``,
+    ``WIKI_POOL`` the pool's size (no overflow); ``WIKI_THREADS`` sizes the
+    plain-view pool.
+    """
+    import os
+
+    settings = {
+        "sqlalchemy.url": os.environ["WIKI_URL"],
+        "sqlalchemy.pool_size": os.environ.get("WIKI_POOL", "5"),
+        "sqlalchemy.max_overflow": "0",
+        "sqlalchemy.pool_timeout": os.environ.get("WIKI_POOL_TIMEOUT", "30"),
+        "aiopyramid.mode": os.environ.get("WIKI_MODE", "executor"),
+    }
+    if "WIKI_THREADS" in os.environ:
+        settings["aiopyramid.executor.max_workers"] = os.environ["WIKI_THREADS"]
+    if dialect_is_postgresql(settings["sqlalchemy.url"]):
+        settings["sqlalchemy.pool_pre_ping"] = "true"
+    app = main(**settings)
+    return app
+
+
+def dialect_is_postgresql(url: str) -> bool:
+    """Whether ``url`` names PostgreSQL."""
+    return url.startswith("postgresql")

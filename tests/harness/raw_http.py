@@ -30,11 +30,14 @@ def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
     return answer
 
 
-async def raw_get(port: int, path: str) -> tuple[int, bytes]:
+async def raw_get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     """GET ``path`` over a fresh connection: the status and the body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode()
     )
     data = await reader.read()
     writer.close()
