@@ -88,6 +88,8 @@ setup(
             "pyramid_exclog>=1.1",
             "cryptography>=42",
             "redis>=5",
+            "asyncpg>=0.29",
+            "psycopg[binary]>=3.2",
         ],
         "gunicorn": ["gunicorn>=27", "gunicorn-h1c>=0.6.10", "websockets>=13"],
         "uvloop": ["uvloop>=0.19"],

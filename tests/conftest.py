@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests: a real event loop, and nothing left behind."""
+"""Fixtures shared by the tests: a real loop, a real database, nothing left behind."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.harness.inprocess import live_spawned_greenlets
+from tests.harness.postgres import PostgresServer, database_name
 
 
 @pytest.fixture
@@ -32,3 +33,20 @@ def nothing_left_behind() -> Iterator[None]:
     yield
     leftovers = live_spawned_greenlets()
     assert not leftovers, f"greenlets left alive: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the run, started when a test first asks."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postgres_database(
+    request: pytest.FixtureRequest, postgres: PostgresServer
+) -> Iterator[str]:
+    """A fresh database of the test module's own, named after it, dropped afterwards."""
+    name = postgres.create_database(database_name(request.module.__name__))
+    yield name
+    postgres.drop_database(name)

@@ -5,6 +5,7 @@
   it), ``wait_until`` (and ``wait_until_async``) and ``require``;
 * :mod:`.uwsgi`: Debian's uWSGI and the virtualenv its Python uses;
 * :mod:`.redis_server`: a private redis-server;
+* :mod:`.postgres`: a throwaway PostgreSQL cluster, which a test may restart;
 * :mod:`.raw_http` and :mod:`.raw_websocket`: clients on plain sockets;
 * :mod:`.asgi_client`: an ASGI application driven in process;
 * :mod:`.inprocess`: small Pyramid applications driven in process;

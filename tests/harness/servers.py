@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -112,7 +113,9 @@ class ServerProcess:
     it stopped on (SIGINT then ends Python normally, so coverage data is
     saved, where SIGTERM would kill it), SIGTERM for the others.
     ``preexec_fn`` runs in the child before the command (the benches raise
-    the file descriptor limit there).
+    the file descriptor limit there).  ``user`` (root only) runs the command
+    as that user, in its group and no other (PostgreSQL refuses to run as
+    root).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class ServerProcess:
         log: Path | None = None,
         stop_signal: int | None = None,
         preexec_fn: Callable[[], object] | None = None,
+        user: str | None = None,
     ) -> None:
         self.args = list(args)
         self.port = port
@@ -154,6 +158,9 @@ class ServerProcess:
             cwd=cwd,
             start_new_session=True,
             preexec_fn=preexec_fn,
+            user=user,
+            group=None if user is None else pwd.getpwnam(user).pw_gid,
+            extra_groups=None if user is None else [],
         )
 
     def is_ready(self) -> bool:
