@@ -128,9 +128,15 @@ async def async_page(request: Any) -> Response:
 
 
 def sleep_in_database(request: Any) -> Response:
-    """A plain view that waits in the database (SQLite has no sleep: a timer)."""
+    """A plain view that waits in the database (SQLite has no sleep: a timer).
+
+    With ``?add=NAME`` it first adds a page of that name and flushes it.
+    """
     seconds = float(request.params.get("s", "0.1"))
     dbsession = request.dbsession
+    if "add" in request.params:
+        dbsession.add(Page(name=request.params["add"], data="", creator_id=1))
+        dbsession.flush()
     if dbsession.bind.dialect.name == "postgresql":
         dbsession.execute(text("select pg_sleep(:s)"), {"s": seconds})
     else:  # the wait, as a query would, in the driver's own way

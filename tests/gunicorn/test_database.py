@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +21,7 @@ from tests.harness.servers import (
     gunicorn_command,
     import_required,
     running,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.database]
@@ -90,9 +92,7 @@ FACTORY_FIRST = ["/page/FrontPage", "/async/FrontPage"]
     ("mode", "targets"),
     [("greenlet", MIXED), ("executor", FACTORY_FIRST), ("thread", MIXED)],
 )
-def test_two_hundred_requests_share_five_aiosqlite_connections(
-    tmp_path, mode, targets
-):
+def test_two_hundred_requests_share_five_aiosqlite_connections(tmp_path, mode, targets):
     """200 concurrent requests whose route factory, policy and views query
     through the sync session on aiosqlite, against a pool of 5: no error, and
     the loop never stalls more than 100 ms."""
@@ -102,3 +102,76 @@ def test_two_hundred_requests_share_five_aiosqlite_connections(
     assert statuses == [200] * 200
     assert worst < 0.1, f"the loop stalled {worst * 1000:.0f} ms"
     assert checked_out == "0"
+
+
+# -- PostgreSQL ----------------------------------------------------------------
+
+
+@pytest.fixture
+def database(postgres, postgres_database):
+    """The module's PostgreSQL database with the wiki's tables made afresh."""
+    sync = create_engine(postgres.url(postgres_database, "psycopg"))
+    wiki.create_tables(sync)
+    sync.dispose()
+    return postgres_database
+
+
+@pytest.mark.parametrize(
+    ("mode", "driver", "targets"),
+    [
+        ("greenlet", "asyncpg", MIXED),
+        ("greenlet", "psycopg_async", MIXED),
+        ("executor", "asyncpg", FACTORY_FIRST),
+        ("thread", "psycopg", MIXED),  # a blocking driver, on pool threads
+    ],
+)
+def test_two_hundred_requests_share_five_postgresql_connections(
+    postgres, database, mode, driver, targets
+):
+    """The same 200 requests on PostgreSQL (pg_sleep holds each connection
+    0.1 s): no error, the loop never stalls more than 100 ms, and the pool is
+    whole after them."""
+    url = postgres.url(database, driver)
+    with wiki_worker(url, mode, WIKI_POOL="5") as process:
+        statuses, worst, checked_out = load(process, (targets * 100)[:200])
+    assert statuses == [200] * 200
+    assert worst < 0.1, f"the loop stalled {worst * 1000:.0f} ms"
+    assert checked_out == "0"
+
+
+def test_a_client_leaving_mid_query_cancels_it_and_rolls_back(postgres, database):
+    """The query of a request whose client leaves is cancelled on the server,
+    its transaction rolled back and its connection back in the pool."""
+    url = postgres.url(database, "asyncpg")
+
+    def sleeping() -> list[str]:
+        return postgres.sql(
+            database,
+            "select pid from pg_stat_activity "
+            "where query like 'select pg_sleep%' and state = 'active'",
+        ).split()
+
+    with wiki_worker(url, "greenlet") as process:
+        with socket.create_connection(("127.0.0.1", process.port)) as sock:
+            sock.sendall(b"GET /sleep?s=60&add=Gone HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(sleeping, 10)
+        # The client is gone: the worker cancels the request, asyncpg the query.
+        wait_until(lambda: not sleeping(), 10)
+        wait_until(lambda: httpx.get(process.url + "/pool").text == "0", 10)
+        assert httpx.get(process.url + "/page/FrontPage").status_code == 200
+    assert (
+        postgres.sql(database, "select count(*) from pages where name = 'Gone'") == "0"
+    )
+
+
+def test_an_invalidated_asyncpg_connection_mid_request(postgres, database):
+    """A request that invalidates its asyncpg connection goes on and answers,
+    and the pool gives the next requests working connections."""
+    url = postgres.url(database, "asyncpg")
+    with wiki_worker(url, "greenlet") as process:
+        answers = [httpx.get(process.url + "/invalidate") for _ in range(3)]
+        page = httpx.get(process.url + "/page/FrontPage")
+        log = process.log()
+    assert [a.text for a in answers] == ["after invalidation: 42"] * 3
+    assert page.status_code == 200
+    assert "Traceback" not in log
