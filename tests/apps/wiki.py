@@ -18,6 +18,7 @@ import asyncio
 import threading
 from typing import Any
 
+import sqlalchemy.exc
 import zope.sqlalchemy
 from pyramid.authorization import ACLHelper, Allow, Everyone
 from pyramid.config import Configurator
@@ -48,6 +49,23 @@ class Page(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     data: Mapped[str] = mapped_column(String(1000))
     creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class Counter(Base):
+    """A row two serializable transactions fight over."""
+
+    __tablename__ = "counters"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column()
+
+
+class Increment(Base):
+    """What each committed increment saw: the value it wrote, its attempt."""
+
+    __tablename__ = "increments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column()
+    attempt: Mapped[int] = mapped_column()
 
 
 class PageResource:
@@ -105,8 +123,16 @@ def view_page(request: Any) -> Response:
 
 
 def add_page(request: Any) -> Response:
-    """A plain view that writes: one page, committed by pyramid_tm."""
+    """A plain view that writes: one page, committed by pyramid_tm.
+
+    With ``?first=NAME`` it adds and flushes that page first (lost with the
+    rest if the second fails).
+    """
     name = request.matchdict["pagename"]
+    if "first" in request.params:
+        first = request.params["first"]
+        request.dbsession.add(Page(name=first, data="", creator_id=1))
+        request.dbsession.flush()
     request.dbsession.add(Page(name=name, data=f"about {name}", creator_id=1))
     request.dbsession.flush()
     return Response(f"added {name}")
@@ -206,6 +232,52 @@ async def health(request: Any) -> Response:
     return Response("ok")
 
 
+def increment(request: Any) -> Response:
+    """Read the counter, wait ``?s`` seconds in the database, write it plus one,
+    in a SERIALIZABLE transaction: two at once conflict, and pyramid_retry
+    retries the one PostgreSQL refuses."""
+    dbsession = request.dbsession
+    dbsession.connection(execution_options={"isolation_level": "SERIALIZABLE"})
+    counter = dbsession.get(Counter, 1)
+    dbsession.execute(text("select pg_sleep(:s)"), {"s": float(request.params["s"])})
+    counter.value += 1
+    attempt = request.environ["retry.attempt"]  # pyramid_retry's count, from 0
+    dbsession.add(Increment(value=counter.value, attempt=attempt))
+    dbsession.flush()
+    return Response(f"{counter.value} at attempt {attempt}")
+
+
+def add_twice(request: Any) -> Response:
+    """Add a page, then the same again inside a savepoint: only the second is
+    rolled back (to the savepoint)."""
+    name = request.matchdict["pagename"]
+    dbsession = request.dbsession
+    dbsession.add(Page(name=name, data="first", creator_id=1))
+    dbsession.flush()
+    savepoint = request.tm.savepoint()
+    dbsession.add(Page(name=name, data="second", creator_id=1))
+    try:
+        dbsession.flush()
+    except sqlalchemy.exc.IntegrityError:
+        savepoint.rollback()
+        return Response(f"kept the first {name}")
+    return Response("both kept")  # pragma: no cover - a unique name is unique
+
+
+def conflict(exc: Exception, request: Any) -> Response:
+    """The exception view of a unique violation: 409, the transaction aborted."""
+    return Response(f"conflict: {type(exc.orig).__name__}", status=409)
+
+
+def slow_query(request: Any) -> Response:
+    """A query that runs past its statement_timeout (``?ms``)."""
+    dbsession = request.dbsession
+    timeout = int(request.params.get("ms", "100"))
+    dbsession.execute(text(f"set local statement_timeout = {timeout}"))
+    dbsession.execute(text("select pg_sleep(5)"))
+    return Response("never")  # pragma: no cover - the timeout comes first
+
+
 def where(request: Any) -> Response:
     """Which thread ran the view."""
     return Response(threading.current_thread().name)
@@ -214,10 +286,12 @@ def where(request: Any) -> Response:
 def main(global_config: Any = None, **settings: Any) -> Any:
     """The app, on the engine ``sqlalchemy.url`` names."""
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    settings.setdefault("retry.attempts", "3")
     engine = engine_from_config(settings, "sqlalchemy.")
     factory = sessionmaker(bind=engine)
     with Configurator(settings=settings) as config:
         config.include("pyramid_tm")
+        config.include("pyramid_retry")
         config.include("aiopyramid")
         config.set_security_policy(SecurityPolicy())
 
@@ -239,6 +313,13 @@ def main(global_config: Any = None, **settings: Any) -> Any:
         config.add_view(sleep_in_database, route_name="sleep")
         config.add_route("invalidate", "/invalidate")
         config.add_view(invalidate, route_name="invalidate")
+        config.add_route("increment", "/increment")
+        config.add_view(increment, route_name="increment", request_method="POST")
+        config.add_route("twice", "/twice/{pagename}")
+        config.add_view(add_twice, route_name="twice", request_method="POST")
+        config.add_view(conflict, context=sqlalchemy.exc.IntegrityError)
+        config.add_route("slow_query", "/slow_query")
+        config.add_view(slow_query, route_name="slow_query")
         config.add_route("where", "/where")
         config.add_view(where, route_name="where")
         config.add_route("lag", "/lag")
@@ -263,6 +344,7 @@ def create_tables(sync_engine: Any) -> None:
             Page.__table__.insert(),
             [{"name": "FrontPage", "data": "welcome", "creator_id": 1}],
         )
+        connection.execute(Counter.__table__.insert(), [{"id": 1, "value": 0}])
 
 
 def from_environment() -> Any:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine
 
 from tests.apps import wiki
-from tests.harness.raw_http import raw_get
+from tests.harness.raw_http import raw_get, raw_post
 from tests.harness.servers import (
     UNIT,
     free_port,
@@ -175,3 +177,114 @@ def test_an_invalidated_asyncpg_connection_mid_request(postgres, database):
     assert [a.text for a in answers] == ["after invalidation: 42"] * 3
     assert page.status_code == 200
     assert "Traceback" not in log
+
+
+def test_pyramid_retry_retries_a_serialization_failure(postgres, database):
+    """Two SERIALIZABLE increments of one row at once: PostgreSQL refuses one,
+    pyramid_retry runs it again, and both end committed, one after the other."""
+    url = postgres.url(database, "psycopg_async")
+
+    async def both(port: int) -> list[bytes]:
+        calls = [raw_post(port, "/increment?s=0.5") for _ in range(2)]
+        return [body for _, body in await asyncio.gather(*calls)]
+
+    with wiki_worker(url, "greenlet") as process:
+        answers = sorted(asyncio.run(both(process.port)))
+    assert answers == [b"1 at attempt 0", b"2 at attempt 1"]
+    assert postgres.sql(database, "select value from counters") == "2"
+    rows = postgres.sql(database, "select value, attempt from increments order by id")
+    assert rows.split() == ["1|0", "2|1"]
+
+
+def test_a_savepoint_and_a_unique_violation(postgres, database):
+    """A savepoint rolls back only what came after it; a unique violation is
+    answered 409 by the app's exception view, and its transaction rolled back."""
+    url = postgres.url(database, "asyncpg")
+    with wiki_worker(url, "greenlet") as process:
+        kept = httpx.post(process.url + "/twice/Twice")
+        refused = httpx.post(process.url + "/add/FrontPage?first=Fresh")
+        checked_out = httpx.get(process.url + "/pool").text
+    assert kept.text == "kept the first Twice"
+    assert refused.status_code == 409
+    assert refused.text == "conflict: UniqueViolationError"  # asyncpg's own
+    names = postgres.sql(database, "select name from pages order by id").split()
+    assert names == ["FrontPage", "Twice"]  # no Fresh, no second Twice
+    assert checked_out == "0"
+
+
+def test_a_statement_timeout_is_a_clean_500(postgres, database):
+    """A query past its statement_timeout: a 500, logged, and the pool whole."""
+    url = postgres.url(database, "asyncpg")
+    with wiki_worker(url, "greenlet") as process:
+        answer = httpx.get(process.url + "/slow_query?ms=100", timeout=10 * UNIT)
+        checked_out = httpx.get(process.url + "/pool").text
+        after = httpx.get(process.url + "/page/FrontPage")
+        wait_until(lambda: "due to statement timeout" in process.log())
+    assert answer.status_code == 500
+    assert checked_out == "0"
+    assert after.status_code == 200
+
+
+def test_postgresql_restarted_under_load(postgres, database):
+    """PostgreSQL restarted while 50 requests wait in it: those fail cleanly
+    (500, within their timeout), the pool recovers and the next ones succeed."""
+    url = postgres.url(database, "asyncpg")
+
+    def in_flight() -> int:
+        return int(
+            postgres.sql(
+                database,
+                "select count(*) from pg_stat_activity "
+                "where query like 'select pg_sleep%' and state = 'active'",
+            )
+        )
+
+    async def load_and_restart(port: int) -> list[int]:
+        calls = [asyncio.ensure_future(raw_get(port, "/sleep?s=30")) for _ in range(50)]
+        await asyncio.to_thread(wait_until, lambda: in_flight() == 50, 15)
+        await asyncio.to_thread(postgres.restart)
+        done = await asyncio.wait_for(asyncio.gather(*calls), 15 * UNIT)
+        return [status for status, _ in done]
+
+    with wiki_worker(url, "greenlet", WIKI_POOL="50") as process:
+        statuses = asyncio.run(load_and_restart(process.port))
+        after = [httpx.get(process.url + "/page/FrontPage") for _ in range(10)]
+        checked_out = httpx.get(process.url + "/pool").text
+    assert statuses == [500] * 50
+    assert [a.status_code for a in after] == [200] * 10
+    assert checked_out == "0"
+
+
+def test_five_hundred_requests_wait_for_five_connections_on_the_loop(
+    postgres, database
+):
+    """500 requests against a pool of 5 wait for it on the loop: no error,
+    and a view that needs no connection answers within 50 ms meanwhile."""
+    url = postgres.url(database, "asyncpg")
+
+    def health(url: str, done: threading.Event) -> list[float]:
+        """/health's latencies, on a kept-alive connection of a thread's own
+        (the load's client shares no loop with it)."""
+        latencies = []
+        with httpx.Client(timeout=10 * UNIT) as client:
+            client.get(url + "/health")  # the connection, made before the load
+            while not done.wait(0.05):
+                started = time.monotonic()
+                assert client.get(url + "/health").text == "ok"
+                latencies.append(time.monotonic() - started)
+        return latencies
+
+    async def main(port: int, url: str) -> tuple[list[int], list[float]]:
+        done = threading.Event()
+        watching = asyncio.ensure_future(asyncio.to_thread(health, url, done))
+        try:
+            statuses = await burst(port, ["/sleep?s=0.05"] * 500)
+        finally:
+            done.set()
+        return statuses, await watching
+
+    with wiki_worker(url, "greenlet", WIKI_POOL="5") as process:
+        statuses, latencies = asyncio.run(main(process.port, process.url))
+    assert statuses == [200] * 500
+    assert len(latencies) > 20  # the load lasted (500 x 0.05 s / 5 = 5 s)
+    assert max(latencies) < 0.05, f"/health took {max(latencies) * 1000:.0f} ms"

@@ -30,16 +30,29 @@ def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
     return answer
 
 
-async def raw_get(
-    port: int, path: str, headers: dict[str, str] | None = None
+async def raw_request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes]:
-    """GET ``path`` over a fresh connection: the status and the body."""
+    """``method`` ``path`` (no body) over a fresh connection: status and body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode()
-    )
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", "Connection: close"]
+    if method == "POST":
+        lines.append("Content-Length: 0")
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     data = await reader.read()
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
+
+
+async def raw_get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """GET ``path`` over a fresh connection: the status and the body."""
+    return await raw_request(port, "GET", path, headers)
+
+
+async def raw_post(port: int, path: str) -> tuple[int, bytes]:
+    """POST to ``path`` with an empty body over a fresh connection."""
+    return await raw_request(port, "POST", path)
