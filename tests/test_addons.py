@@ -173,6 +173,7 @@ def notes(server) -> list[str]:
 
 
 @pytest.mark.server
+@pytest.mark.database
 def test_tm_commits_plain_view_and_rolls_back_failures(addons):
     """A plain view's write commits; a failing request's flushed write rolls back."""
     assert httpx.get(addons.url + "/write?text=kept").text == "written"
@@ -184,6 +185,7 @@ def test_tm_commits_plain_view_and_rolls_back_failures(addons):
 
 
 @pytest.mark.server
+@pytest.mark.database
 def test_interleaved_requests_never_share_a_transaction(addons):
     """A slow request's write commits although a failing request ran during its wait."""
 

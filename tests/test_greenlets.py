@@ -193,6 +193,7 @@ def test_legacy_generator_coroutines_take_their_first_step_too(run, loop):
     assert run(spawn_greenlet(plain)) == (0, 6, [])
 
 
+@pytest.mark.database
 def test_sqlalchemy_asyncio_works_across_many_waits(run):
     """SQLAlchemy's asyncio API spawns greenlets under the one running the coroutine."""
     sqlalchemy = pytest.importorskip("sqlalchemy.ext.asyncio")

@@ -21,6 +21,7 @@ from tests.apps import wiki
 from tests.harness.inprocess import make_app
 from tests.harness.servers import UNIT
 
+pytestmark = pytest.mark.database
 MODES = ["executor", "greenlet", "thread"]
 
 
