@@ -206,7 +206,7 @@ def test_a_savepoint_and_a_unique_violation(postgres, database):
         checked_out = httpx.get(process.url + "/pool").text
     assert kept.text == "kept the first Twice"
     assert refused.status_code == 409
-    # asyncpg.s UniqueViolationError, as SQLAlchemy 2.1 hands it on (2.0 wraps it)
+    # asyncpg's UniqueViolationError as SQLAlchemy 2.1 hands it on; 2.0 wraps it
     assert refused.text in (
         "conflict: UniqueViolationError",
         "conflict: IntegrityError",
