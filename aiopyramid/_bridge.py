@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import greenlet
 
 from ._greenlets import COROUTINES, SpawnedGreenlet, loop_greenlets, run_coroutine
+from ._watchdog import ensure_watched
 from .exceptions import ScopeError
 
 T = TypeVar("T")
@@ -125,6 +126,7 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     if home_loop.get(None) is not loop:  # once per request greenlet
         home_loop.set(loop)  # ``context`` is this greenlet's current context
         _host_loops.add(loop)
+        ensure_watched(None, loop)  # no server hook of ours runs under uWSGI
     if asyncio.isfuture(awaitable) and awaitable.get_loop() is loop:
         future: asyncio.Future[T] = awaitable
     else:

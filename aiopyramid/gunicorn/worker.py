@@ -34,7 +34,10 @@ What this subclass adds is only what is aiopyramid's:
 * ``SCRIPT_NAME`` in the environment (``--env SCRIPT_NAME=/app``), which
   gunicorn's WSGI workers honour, sets ``root_path`` when it is not set;
 * ``worker_connections`` and ``header_map`` reach the bridge, which answers
-  ``503`` past the first (gunicorn's ASGI worker does not enforce it).
+  ``503`` past the first (gunicorn's ASGI worker does not enforce it);
+* the worker's loop is watched (``aiopyramid.watchdog.seconds``, default 1
+  second): a loop held longer is logged, with the stack of what holds it,
+  in gunicorn's error log while it is held.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 from pyramid.settings import asbool
 
 from .._settings import limit_setting, positive_setting
+from .._watchdog import ensure_watched
 from ..asgi import ASGIBridge, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
@@ -181,6 +185,9 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         # our subclass, in this worker process only (the arbiter forked it);
         # tests/gunicorn/test_hooks.py fails if `_serve` stops using it.
         gasgi.ASGIProtocol = Protocol
+        # The loop is final now (_choose_loop): watch it from its first turn,
+        # as the application's aiopyramid.watchdog.seconds says.
+        ensure_watched(getattr(self.wsgi, "registry", None), self.loop)
         try:
             super().run()
         finally:
