@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import _addons, _startup, _threadlocal
+from . import _addons, _startup, _threadlocal, _watchdog
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -40,6 +40,10 @@ def includeme(config: Configurator) -> None:
       default executor (which ``loop.set_default_executor`` may replace);
     * the ``aiopyramid.debug.slow_callback_ms`` setting, if given, logs every
       coroutine view step that holds the loop longer than that;
+    * every loop that serves the application is watched: a loop held longer
+      than ``aiopyramid.watchdog.seconds`` (default 1; ``0`` or ``off``: not
+      watched) is logged, while it is held, with the stack of the code
+      holding it (see :doc:`serving`);
     * add-ons that keep request state per thread are kept per request:
       pyramid_tm, if the application uses it, gets a transaction manager per
       request unless the ``tm.manager_hook`` setting names one, and
@@ -68,6 +72,10 @@ def includeme(config: Configurator) -> None:
     if mode == "thread":
         configure_thread_mode(config)
     slow_view_threshold(settings)  # a bad value fails here, not at the first view
+    # Read now, so that a bad value fails here; the servers look it up once
+    # per loop (aiopyramid._watchdog.ensure_watched).
+    watchdog = _watchdog.threshold_from_settings(settings) or 0.0
+    config.registry.registerUtility(watchdog, _watchdog.IWatchdog)
     _addons.includeme(config)
     executor = executor_from_settings(settings)
     if executor is not None:

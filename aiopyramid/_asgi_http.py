@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from typing import Any
 
 from ._access_log import log_environ
 from ._asgi_response import Response, Watch
@@ -25,6 +26,7 @@ from ._failures import report_failure
 from ._greenlets import run_in_child_greenlet
 from ._response import call_app, stream_async
 from ._types import AccessLogger, Environ, Receive, Scope, Send, WSGIApp
+from ._watchdog import ensure_watched
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 
 
@@ -33,6 +35,7 @@ class HTTPHalf:
 
     # What this half reads from the bridge (set by ASGIBridge.__init__).
     app: WSGIApp
+    registry: Any
     max_body_size: int | None
     body_timeout: float | None
     limits: Limits | None
@@ -109,6 +112,9 @@ class HTTPHalf:
         # Read already and rewound: WebOb need not copy it again to seek.
         environ["webob.is_body_seekable"] = True
         task = asyncio.current_task()
+        # A server without lifespan: its loop is watched from the first
+        # request; on a loop already known, this is a set lookup.
+        ensure_watched(self.registry, task.get_loop() if task else None)
         state = Watch(task, receive)
         state.start()
         try:

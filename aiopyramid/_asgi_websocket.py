@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._asgi_response import Response
 from ._environ import BadRequest, Limits, build_environ
@@ -31,6 +31,7 @@ from ._types import (
     WebsocketClose,
     WSGIApp,
 )
+from ._watchdog import ensure_watched
 from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
 
 
@@ -66,6 +67,7 @@ class WebsocketHalf:
 
     # What this half reads from the bridge (set by ASGIBridge.__init__).
     app: WSGIApp
+    registry: Any
     limits: Limits | None
     header_map: str
     multiprocess: bool
@@ -98,6 +100,7 @@ class WebsocketHalf:
             ws.on_accept = lambda: logger(
                 environ, "101", [], 0, time.monotonic() - started_at
             )
+        ensure_watched(self.registry)  # a server without lifespan or HTTP
         self.active += 1
         try:
             result = await run_in_child_greenlet(call_app, self.app, environ, response)

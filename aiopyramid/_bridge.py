@@ -40,6 +40,7 @@ from ._greenlets import (
     run_coroutine,
     run_in_child_greenlet,
 )
+from ._watchdog import ensure_watched
 from .exceptions import ScopeError
 
 T = TypeVar("T")
@@ -131,6 +132,7 @@ def wait_for(awaitable: Awaitable[T], name: str = "the coroutine") -> T:
     if home_loop.get(None) is not loop:  # once per request greenlet
         home_loop.set(loop)  # ``context`` is this greenlet's current context
         _host_loops.add(loop)
+        ensure_watched(None, loop)  # no server hook of ours runs under uWSGI
     if asyncio.isfuture(awaitable) and awaitable.get_loop() is loop:
         future: asyncio.Future[T] = awaitable
     else:

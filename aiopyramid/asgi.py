@@ -33,6 +33,7 @@ from ._environ import HEADER_MAPS, Limits
 from ._settings import limit_setting
 from ._startup import check_included
 from ._types import AccessLogger, Receive, Scope, Send, WSGIApp
+from ._watchdog import ensure_watched
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -89,6 +90,8 @@ class ASGIBridge(HTTPHalf, WebsocketHalf):
                 f"{header_map!r}"
             )
         self.app = app
+        #: The Pyramid application's registry (``None`` for other WSGI apps).
+        self.registry = getattr(app, "registry", None)
         self.max_body_size = max_body_size
         self.limits = limits
         self.access_logger = access_logger
@@ -119,6 +122,8 @@ class ASGIBridge(HTTPHalf, WebsocketHalf):
         while True:
             message = await receive()
             event = message["type"].rpartition(".")[2]
+            if event == "startup":  # the loop is watched from now on
+                ensure_watched(self.registry)
             await send({"type": f"lifespan.{event}.complete"})
             if event == "shutdown":
                 return

@@ -344,6 +344,19 @@ def test_server_push_stops_when_the_client_vanishes(server: UWSGIServer) -> None
     assert "Segmentation Fault" not in server.log()
 
 
+def test_the_watchdog_reports_a_held_loop_while_it_is_held(server: UWSGIServer) -> None:
+    """uWSGI's loop is watched: its log names the holding view while it holds."""
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(get, server, f"/hog?t={2 * UNIT}")
+        wait_until(lambda: "the event loop has been held" in server.log(), 10)
+        assert not answer.done()  # the request is still being held
+        assert answer.result()[0] == 200
+    log = server.log()
+    warning = log[log.index("the event loop has been held") :]
+    assert "aiopyramid.watchdog.seconds = 1)" in warning
+    assert ", in hog_view\n    time.sleep(" in warning
+
+
 def test_closed_connections_stay_out_of_the_log(server: UWSGIServer) -> None:
     """ignore_websocket_closed keeps bare WebsocketClosed out of the log."""
     check_echo(server, "/ws/echo")

@@ -37,7 +37,10 @@ What this subclass adds is only what is aiopyramid's:
   ``503`` past the first (gunicorn's ASGI worker does not enforce it);
 * ``aiopyramid.gc_freeze`` (default true): once the application is loaded,
   what is alive is frozen out of the garbage collector (``gc.freeze()``),
-  so that full collections stay short and do not hold the loop.
+  so that full collections stay short and do not hold the loop;
+* the worker's loop is watched (``aiopyramid.watchdog.seconds``, default 1
+  second): a loop held longer is logged, with the stack of what holds it,
+  in gunicorn's error log while it is held.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 from pyramid.settings import asbool
 
 from .._settings import limit_setting, positive_setting
+from .._watchdog import ensure_watched
 from ..asgi import ASGIBridge, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
@@ -192,6 +196,9 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             # hold the loop (65 ms of a tutorial-shaped app, 10 ms after).
             gc.collect()
             gc.freeze()
+        # The loop is final now (_choose_loop): watch it from its first turn,
+        # as the application's aiopyramid.watchdog.seconds says.
+        ensure_watched(getattr(self.wsgi, "registry", None), self.loop)
         try:
             super().run()
         finally:

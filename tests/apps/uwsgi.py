@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from pyramid.config import Configurator
@@ -41,6 +42,12 @@ async def sleep_view(request: Any) -> Response:
     """Wait on the loop for ``t`` seconds (1 by default)."""
     await asyncio.sleep(float(request.params.get("t", "1")))
     return Response("slept")
+
+
+async def hog_view(request: Any) -> Response:
+    """Block the loop's thread for ``t`` seconds (what the watchdog reports)."""
+    time.sleep(float(request.params.get("t", "1")))
+    return Response("hogged")
 
 
 async def who_view(request: Any) -> Response:
@@ -250,6 +257,7 @@ def make_application(wrapped: bool = True) -> Any:
         config.add_tween("aiopyramid.tweens.coroutine_logger_tween_factory")
         views = {
             "/sleep": sleep_view,
+            "/hog": hog_view,
             "/who": who_view,
             "/plain": plain_view,
             "/executor": executor_view,

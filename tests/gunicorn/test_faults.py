@@ -155,7 +155,11 @@ def test_slow_callback_setting_names_the_view(server):
     assert get(server, f"/sleep?s={hold}").text == "slept"  # waits, holds nothing
 
     def logged() -> list[str]:
-        return [line for line in server.log()[start:].splitlines() if "held" in line]
+        return [
+            line
+            for line in server.log()[start:].splitlines()
+            if "held the event loop" in line
+        ]
 
     wait_until(logged, 5)
     lines = logged()

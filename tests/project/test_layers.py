@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid._environ",
         "aiopyramid._wsgi_input",
         "aiopyramid._threadlocal",
+        "aiopyramid._watchdog",
         "aiopyramid._broadcast_errors",
         "aiopyramid.websocket.exceptions",
         "aiopyramid.websocket.interface",
