@@ -292,3 +292,29 @@ def test_five_hundred_requests_wait_for_five_connections_on_the_loop(
     assert statuses == [200] * 500
     assert len(latencies) > 20  # the load lasted (500 x 0.05 s / 5 = 5 s)
     assert max(latencies) < 0.05, f"/health took {max(latencies) * 1000:.0f} ms"
+
+
+def test_the_freeze_of_a_blocking_driver_is_named_while_it_lasts(postgres, database):
+    """The freeze the modes exist for: a sync driver in a security policy and a
+    route factory, in the default mode, with more requests than connections.  The loop's thread waits
+    in SQLAlchemy's pool for connections that only the loop can give back; the
+    watchdog logs, while it waits, the query's stack and the setting
+    that fixes it.  In the thread mode the same load is served."""
+    url = postgres.url(database, "psycopg")
+    limits = {"WIKI_POOL": "2", "WIKI_POOL_TIMEOUT": "3", "WIKI_THREADS": "2"}
+    with wiki_worker(url, "executor", **limits) as process:
+        statuses = asyncio.run(burst(process.port, ["/page/FrontPage"] * 8))
+        wait_until(lambda: "free again" in process.log(), 10)
+        log = process.log()
+    warning = log[log.index("the event loop has been held") :]
+    # pyramid_tm asks for the user first: the policy's lookup is what waits,
+    # or the route factory's query, whichever came first.
+    assert ", in identity\n" in warning or ", in page_factory\n" in warning
+    assert "_do_get" in warning  # SQLAlchemy's pool, waiting
+    assert "aiopyramid.mode = thread" in warning
+    assert 500 in statuses  # the pool's timeout, while the loop could not run
+    with wiki_worker(url, "thread", **limits) as process:
+        statuses = asyncio.run(burst(process.port, ["/page/FrontPage"] * 8))
+        log = process.log()
+    assert statuses == [200] * 8
+    assert "the event loop has been held" not in log
