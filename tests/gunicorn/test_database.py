@@ -296,10 +296,10 @@ def test_five_hundred_requests_wait_for_five_connections_on_the_loop(
 
 def test_the_freeze_of_a_blocking_driver_is_named_while_it_lasts(postgres, database):
     """The freeze the modes exist for: a sync driver in a security policy and a
-    route factory, in the default mode, with more requests than connections.  The loop's thread waits
-    in SQLAlchemy's pool for connections that only the loop can give back; the
-    watchdog logs, while it waits, the query's stack and the setting
-    that fixes it.  In the thread mode the same load is served."""
+    route factory, in the default mode, with more requests than connections.
+    The loop's thread waits in SQLAlchemy's pool for connections that only
+    the loop can give back; the watchdog logs, while it waits, the query's
+    stack and the setting that fixes it.  The thread mode serves the load."""
     url = postgres.url(database, "psycopg")
     limits = {"WIKI_POOL": "2", "WIKI_POOL_TIMEOUT": "3", "WIKI_THREADS": "2"}
     with wiki_worker(url, "executor", **limits) as process:
