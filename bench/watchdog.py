@@ -13,28 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from pyramid.config import Configurator
 from pyramid.response import Response
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from aiopyramid._watchdog import ensure_watched
 from aiopyramid.asgi import ASGIBridge, make_asgi_app
+from tests.harness.asgi_client import http_scope
 
-SCOPE = {
-    "type": "http",
-    "http_version": "1.1",
-    "method": "GET",
-    "scheme": "http",
-    "path": "/",
-    "raw_path": b"/",
-    "query_string": b"",
-    "root_path": "",
-    "headers": [(b"host", b"bench")],
-    "client": ("127.0.0.1", 5000),
-    "server": ("127.0.0.1", 8000),
-}
+SCOPE = http_scope("/", [(b"host", b"bench")])
 
 
 async def hello(request: Any) -> Response:

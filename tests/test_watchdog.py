@@ -30,7 +30,7 @@ from aiopyramid._watchdog import (
     watched_stalls,
 )
 from aiopyramid.asgi import make_asgi_app
-from tests.harness.asgi_client import websocket_scope
+from tests.harness.asgi_client import http_scope, websocket_scope
 from tests.harness.servers import (
     UNIT,
     free_port,
@@ -402,19 +402,7 @@ def factory_app() -> Any:
 async def get_x(app: Any) -> list[dict[str, Any]]:
     """GET /x through the ASGI application ``app``; return what it sent."""
     sent: list[dict[str, Any]] = []
-    request = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/x",
-        "raw_path": b"/x",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"example.org")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
+    request = http_scope("/x", [(b"host", b"example.org")])
 
     async def receive() -> dict[str, Any]:
         await asyncio.sleep(3600)  # the client waits for its answer

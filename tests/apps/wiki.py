@@ -283,6 +283,24 @@ def where(request: Any) -> Response:
     return Response(threading.current_thread().name)
 
 
+#: Each route's pattern (named after its first segment), view and options.
+VIEWS: list[tuple[str, Any, dict[str, Any]]] = [
+    ("/page/{pagename}", view_page, {"factory": page_factory, "permission": "view"}),
+    ("/async/{pagename}", async_page, {"factory": page_factory, "permission": "view"}),
+    ("/add/{pagename}", add_page, {"request_method": "POST"}),
+    ("/fail/{pagename}", add_then_fail, {"request_method": "POST"}),
+    ("/twice/{pagename}", add_twice, {"request_method": "POST"}),
+    ("/increment", increment, {"request_method": "POST"}),
+    ("/sleep", sleep_in_database, {}),
+    ("/invalidate", invalidate, {}),
+    ("/slow_query", slow_query, {}),
+    ("/where", where, {}),
+    ("/lag", lag, {}),
+    ("/pool", pool_status, {}),
+    ("/health", health, {}),
+]
+
+
 def main(global_config: Any = None, **settings: Any) -> Any:
     """The app, on the engine ``sqlalchemy.url`` names."""
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
@@ -301,33 +319,12 @@ def main(global_config: Any = None, **settings: Any) -> Any:
             return session
 
         config.add_request_method(dbsession, reify=True)
-        config.add_route("page", "/page/{pagename}", factory=page_factory)
-        config.add_view(view_page, route_name="page", permission="view")
-        config.add_route("async", "/async/{pagename}", factory=page_factory)
-        config.add_view(async_page, route_name="async", permission="view")
-        config.add_route("add", "/add/{pagename}")
-        config.add_view(add_page, route_name="add", request_method="POST")
-        config.add_route("fail", "/fail/{pagename}")
-        config.add_view(add_then_fail, route_name="fail", request_method="POST")
-        config.add_route("sleep", "/sleep")
-        config.add_view(sleep_in_database, route_name="sleep")
-        config.add_route("invalidate", "/invalidate")
-        config.add_view(invalidate, route_name="invalidate")
-        config.add_route("increment", "/increment")
-        config.add_view(increment, route_name="increment", request_method="POST")
-        config.add_route("twice", "/twice/{pagename}")
-        config.add_view(add_twice, route_name="twice", request_method="POST")
+        for pattern, view, options in VIEWS:
+            name = pattern.split("/")[1]
+            view_options = dict(options)
+            config.add_route(name, pattern, factory=view_options.pop("factory", None))
+            config.add_view(view, route_name=name, **view_options)
         config.add_view(conflict, context=sqlalchemy.exc.IntegrityError)
-        config.add_route("slow_query", "/slow_query")
-        config.add_view(slow_query, route_name="slow_query")
-        config.add_route("where", "/where")
-        config.add_view(where, route_name="where")
-        config.add_route("lag", "/lag")
-        config.add_view(lag, route_name="lag")
-        config.add_route("pool", "/pool")
-        config.add_view(pool_status, route_name="pool")
-        config.add_route("health", "/health")
-        config.add_view(health, route_name="health")
         config.registry.engine = engine
     app = config.make_wsgi_app()
     app.engine = engine  # for the tests: create the tables, count the rows

@@ -41,6 +41,26 @@ def websocket_conversation(
     return sent
 
 
+def http_scope(
+    path: str, headers: Sequence[tuple[bytes, bytes]] = ((b"host", b"x"),)
+) -> dict[str, Any]:
+    """The ASGI scope of a GET of ``path`` (no query) on loopback."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": list(headers),
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 def websocket_scope(path: str, subprotocols: Sequence[str] = ()) -> dict[str, Any]:
     """The ASGI scope of a websocket handshake for ``path`` on loopback."""
     return {
