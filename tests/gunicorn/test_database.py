@@ -263,7 +263,8 @@ def test_five_hundred_requests_wait_for_five_connections_on_the_loop(
     postgres, database
 ):
     """500 requests against a pool of 5 wait for it on the loop: no error,
-    and a view that needs no connection answers within 50 ms meanwhile."""
+    and a view that needs no connection answers meanwhile, nine times in ten
+    within 50 ms."""
     url = postgres.url(database, "asyncpg")
 
     def health(url: str, done: threading.Event) -> list[float]:
@@ -291,7 +292,12 @@ def test_five_hundred_requests_wait_for_five_connections_on_the_loop(
         statuses, latencies = asyncio.run(main(process.port, process.url))
     assert statuses == [200] * 500
     assert len(latencies) > 20  # the load lasted (500 x 0.05 s / 5 = 5 s)
-    assert max(latencies) < 0.05, f"/health took {max(latencies) * 1000:.0f} ms"
+    # Were the waits blocking the loop, /health would wait with them, for the
+    # pool's 30 s timeout; a busy machine may delay one answer now and then.
+    latencies.sort()
+    assert latencies[-1] < 1, f"/health took {latencies[-1] * 1000:.0f} ms"
+    nine_in_ten = latencies[len(latencies) * 9 // 10]
+    assert nine_in_ten < 0.05, f"/health's p90: {nine_in_ten * 1000:.0f} ms"
 
 
 def test_the_freeze_of_a_blocking_driver_is_named_while_it_lasts(postgres, database):
