@@ -195,3 +195,31 @@ def test_the_checker_reports_a_swapped_parent():
     ]
     spans[3]["trace"] = "t1"  # same trace, wrong request
     assert span_mismatches(spans)[0] == "child (i=2): under request 1's span"
+
+
+def test_a_coroutine_waited_for_from_a_pool_thread_is_traced_by_its_name(monkeypatch):
+    """The asyncio instrumentation sees the user's coroutine, not the bridge's job."""
+    instrumentation = import_required("opentelemetry.instrumentation.asyncio")
+    sdk = import_required("opentelemetry.sdk.trace")
+    memory = import_required("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+    export = import_required("opentelemetry.sdk.trace.export")
+    from aiopyramid.helpers import synchronize, use_executor
+
+    monkeypatch.setenv("OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE", "fetch_named")
+    exporter = memory.InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(export.SimpleSpanProcessor(exporter))
+    instrumentor = instrumentation.AsyncioInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+
+    @synchronize
+    async def fetch_named() -> str:
+        await asyncio.sleep(0)
+        return "done"
+
+    try:
+        assert asyncio.run(use_executor(fetch_named)()) == "done"
+    finally:
+        instrumentor.uninstrument()
+    names = [span.name for span in exporter.get_finished_spans()]
+    assert names == ["asyncio coro-fetch_named"]
