@@ -1,4 +1,4 @@
-"""A view that holds the loop until the test lets it go, for tests/gunicorn/test_keepalive.py.
+"""A view that holds the loop until the test lets it go (test_keepalive.py).
 
 ``/hold`` writes the file ``AIOPYRAMID_TEST_HOLD`` names, then blocks the
 loop (on purpose) until that file is removed; ``/hello`` answers at once.
