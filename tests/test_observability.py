@@ -50,7 +50,7 @@ def _traceparent(i: int) -> str:
 async def _abandon(port: int, i: int, client: httpx.AsyncClient) -> None:
     """Send /slow?i=..., wait until its view runs, and leave without an answer."""
     _, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /slow?i={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET /slow?i={i}&handled=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await writer.drain()
 
     async def started() -> bool:
@@ -139,6 +139,12 @@ def test_spans_and_events_belong_to_their_own_request(observed):
             assert answers[i].status_code == 200
             assert (status, mine[0]["status"]) == (200, "UNSET")
     assert "Failed to detach context" not in server.log()
+    seen = httpx.get(f"{server.url}/spans", params={"started": "1"}).json()
+    slow = sorted(str(i) for i, kind in kinds.items() if kind == "slow")
+    assert sorted(seen["finished"]) == slow  # every finally ran
+    # Neither their except Exception nor an exception view for Exception
+    # (which their ?handled selects) saw a client's leaving.
+    assert seen["caught"] == []
 
     def all_reported() -> bool:
         """Sentry got a transaction for every request"""

@@ -39,8 +39,11 @@ PROVIDER = TracerProvider()
 PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 trace.set_tracer_provider(PROVIDER)
 tracer = trace.get_tracer("tests.apps.observed")
-#: Requests of /slow that have started, for the test to abandon.
+#: Requests of /slow that have started (for the test to abandon), that an
+#: ``except Exception`` caught (none should), and whose ``finally`` ran.
 STARTED: list[str] = []
+CAUGHT: list[str] = []
+FINISHED: list[str] = []
 
 
 def _child(name: str, request) -> trace.Span:
@@ -107,17 +110,29 @@ async def fail(request):
 
 async def slow(request):
     """A view that outlives its client (the test leaves once it started)."""
-    STARTED.append(_tag(request))
-    with _child("slow", request):
-        await asyncio.sleep(60)
+    i = _tag(request)
+    STARTED.append(i)
+    try:
+        with _child("slow", request):
+            await asyncio.sleep(60)
+    except Exception:  # must not see a client's leaving
+        CAUGHT.append(i)
+    finally:
+        FINISHED.append(i)
     return Response("never")
+
+
+def any_error(exc, request):
+    """An exception view for every Exception: a client's leaving is none."""
+    CAUGHT.append(request.params.get("i", "-"))
+    return Response("caught", status=500)
 
 
 def spans(request):
     """Finished spans and started slow requests as JSON (test-only, untraced)."""
     if "started" in request.params:  # what the test polls for: cheap
         return Response(
-            json.dumps({"started": STARTED}),
+            json.dumps({"started": STARTED, "caught": CAUGHT, "finished": FINISHED}),
             content_type="application/json",
             charset="utf-8",
         )
@@ -155,6 +170,8 @@ def main(global_config=None, **settings):
         config.include("aiopyramid")
         PyramidInstrumentor().instrument_config(config)
         config.include("aiopyramid.observability")
+        # For requests with ?handled only: failures stay unhandled, for Sentry.
+        config.add_exception_view(any_error, Exception, request_param="handled")
         for view in (coro, echo, plain, spawn, fail, slow, spans):
             config.add_route(view.__name__, f"/{view.__name__}")
             config.add_view(view, route_name=view.__name__)
