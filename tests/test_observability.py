@@ -229,3 +229,31 @@ def test_a_coroutine_waited_for_from_a_pool_thread_is_traced_by_its_name(monkeyp
         instrumentor.uninstrument()
     names = [span.name for span in exporter.get_finished_spans()]
     assert names == ["asyncio coro-fetch_named"]
+
+
+def test_including_the_hook_without_opentelemetrys_tween_says_what_to_do():
+    """config.include("aiopyramid.observability") alone fails, naming the fix."""
+    from pyramid.config import Configurator
+    from pyramid.exceptions import ConfigurationError
+
+    config = Configurator()
+    config.include("aiopyramid.observability")
+    with pytest.raises(ConfigurationError, match=r"instrument_config\(config\)"):
+        config.commit()
+
+
+def test_an_explicit_tween_list_gets_the_wrapped_tween():
+    """With pyramid.tweens set, OpenTelemetry's tween in the list is the one wrapped."""
+    import_required("opentelemetry.instrumentation.pyramid")
+    from pyramid.config import Configurator
+    from pyramid.interfaces import ITweens
+
+    from aiopyramid.observability import OPENTELEMETRY_TWEEN
+
+    tweens = f"{OPENTELEMETRY_TWEEN}\npyramid.tweens.excview_tween_factory"
+    config = Configurator(settings={"pyramid.tweens": tweens})
+    config.include("aiopyramid.observability")
+    config.commit()
+    ((name, factory), _) = config.registry.getUtility(ITweens).explicit
+    assert name == OPENTELEMETRY_TWEEN
+    assert factory.__name__ == "disconnect_aware_factory"
