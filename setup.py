@@ -90,6 +90,13 @@ setup(
             "redis>=5",
             "asyncpg>=0.29",
             "psycopg[binary]>=3.2",
+            # The observability tests' real SDKs.  OpenTelemetry's SQLAlchemy
+            # instrumentation (0.66b1) refuses SQLAlchemy 2.1, so it is left out.
+            "opentelemetry-sdk>=1.45,<2",
+            "opentelemetry-instrumentation-pyramid>=0.66b1",
+            "opentelemetry-instrumentation-asyncio>=0.66b1",
+            "opentelemetry-instrumentation-httpx>=0.66b1",
+            "sentry-sdk>=2.75,<3",
         ],
         "gunicorn": ["gunicorn>=27", "gunicorn-h1c>=0.6.10", "websockets>=13"],
         "uvloop": ["uvloop>=0.19"],

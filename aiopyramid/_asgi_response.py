@@ -22,6 +22,7 @@ from ._types import (
     Send,
     StartType,
 )
+from .exceptions import DISCONNECT_MESSAGE
 
 
 class Response(WSGIResponse):
@@ -109,7 +110,7 @@ class Watch:
             pass
         if not self.done and self.task is not None:
             self.disconnected = True
-            self.task.cancel()
+            self.task.cancel(DISCONNECT_MESSAGE)  # thrown in as ClientDisconnected
 
     def stop(self) -> None:
         """The request is over: stop watching."""

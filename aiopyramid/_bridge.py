@@ -185,6 +185,11 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
     # would in the request's: plain code it calls may wait, and SQLAlchemy's
     # sync API may use an asyncio driver there.
     job: Coroutine[Any, Any, T] = run_in_child_greenlet(wait_for, awaitable, name)
+    # Named after the awaited coroutine: OpenTelemetry's asyncio
+    # instrumentation (OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE) selects
+    # what run_coroutine_threadsafe runs by the coroutine's __name__.
+    job.__name__ = getattr(awaitable, "__name__", job.__name__)  # type: ignore[attr-defined]
+    job.__qualname__ = getattr(awaitable, "__qualname__", job.__qualname__)  # type: ignore[attr-defined]
     return asyncio.run_coroutine_threadsafe(job, loop).result()
 
 

@@ -14,7 +14,10 @@ from types import TracebackType
 
 from ._types import Environ
 
-log = logging.getLogger("aiopyramid")
+#: A logger of its own under ``aiopyramid``: handlers there get its records, and
+#: an integration that already reports failures (aiopyramid.sentry) can leave
+#: it out.
+log = logging.getLogger("aiopyramid.failures")
 
 #: The environ key under which the view mappers note the view being called.
 VIEW_KEY = "aiopyramid.view"

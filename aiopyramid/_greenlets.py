@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import greenlet
 
 from ._unwrap import allow_yield_from
+from .exceptions import DISCONNECT_MESSAGE, ClientDisconnected
 
 T = TypeVar("T")
 
@@ -101,6 +102,9 @@ def idle_greenlets() -> list[SpawnedGreenlet]:
 #: Coroutine objects that :func:`run_coroutine` runs as they are: native ones
 #: and legacy generator-based ones (anything else awaitable is wrapped).
 COROUTINES = (types.CoroutineType, types.GeneratorType)
+
+#: The arguments of the cancellation a client's leaving causes.
+_DISCONNECTED = (DISCONNECT_MESSAGE,)
 
 #: What a child switches up to have its driver await ``child.waits_on``.
 _WAIT = object()
@@ -263,6 +267,11 @@ async def run_in_child_greenlet(
         try:
             value = await waited
         except BaseException as exc:  # cancellation included: into the child
+            if type(exc) is asyncio.CancelledError and exc.args == _DISCONNECTED:
+                # A server adapter's cancellation of a request whose client
+                # left: given its own class, so that instrumentations can
+                # tell it from a failure (still a cancellation for the code).
+                exc = ClientDisconnected(*exc.args)
             # The child switches up to whoever resumes it (run_in_greenlet
             # may have resumed it from another greenlet meanwhile).
             child.parent = greenlet.getcurrent()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["AiopyramidError", "ScopeError"]
+import asyncio
+
+__all__ = ["AiopyramidError", "ClientDisconnected", "ScopeError"]
+
+#: The message a server adapter cancels a request's task with when its client
+#: leaves; the driver turns the cancellation into :class:`ClientDisconnected`.
+DISCONNECT_MESSAGE = "aiopyramid: the client disconnected"
 
 
 class AiopyramidError(Exception):
@@ -23,4 +29,18 @@ class ScopeError(AiopyramidError):
     function is called from the greenlet that runs the event loop (waiting
     there would block every other request), or from a thread that has no
     event loop to hand the coroutine to.  The message says what to do instead.
+    """
+
+
+class ClientDisconnected(asyncio.CancelledError):
+    """The client left before its request was answered.
+
+    Raised in the request's code at the point where it waits (an ``await``,
+    a :func:`~aiopyramid.helpers.synchronize`-d call), in place of the plain
+    :class:`asyncio.CancelledError` of a cancelled task.  It *is* a
+    cancellation (a :class:`BaseException`): ``except Exception`` does not
+    swallow it, Pyramid's exception views never see it, ``finally`` blocks
+    and ``except asyncio.CancelledError`` run as for any cancellation.  Its
+    own class lets an observability integration tell it from a failure (see
+    :mod:`aiopyramid.observability`); the access log records it as 499.
     """

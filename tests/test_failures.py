@@ -69,7 +69,7 @@ def get(app, path: str) -> httpx.Response:
 
 
 def failure_records(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "aiopyramid" and r.exc_info]
+    return [r for r in caplog.records if r.name == "aiopyramid.failures" and r.exc_info]
 
 
 @pytest.mark.parametrize(

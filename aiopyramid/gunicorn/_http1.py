@@ -29,6 +29,7 @@ from .._failures import report_failure
 from .._greenlets import run_in_child_greenlet
 from .._response import call_app, stream_async
 from .._wsgi_input import BodyTimeout, BodyTooLarge, read_body
+from ..exceptions import DISCONNECT_MESSAGE
 from ._response import DirectResponse
 
 __all__ = ["DirectHTTP"]
@@ -191,4 +192,4 @@ class DirectHTTP:
         task = self._task  # type: ignore[attr-defined]
         if self._serving is not None and task is not None and not task.done():
             self._client_left = True
-            task.cancel()
+            task.cancel(DISCONNECT_MESSAGE)  # thrown in as ClientDisconnected

@@ -190,8 +190,12 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
         loop = self.worker.loop
         if loop.time() < deadline:
             self._keepalive_handle = loop.call_at(deadline, self._keepalive_due)
-        else:
+        elif self._request_ready is None or not self._request_ready.is_set():
             self._keepalive_timeout()
+        # else: a whole request head came in the same turn of the loop (a
+        # loop held past the deadline, or the timer due just then), and the
+        # task that ends the deadline has not run yet: that request is
+        # served; closing would leave its client with no answer at all.
 
     def _on_headers_complete(self) -> Any:
         self._end_head_deadline()

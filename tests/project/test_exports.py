@@ -19,7 +19,9 @@ PUBLIC = {
         "spawn_greenlet_on_scope_error",
         "SCOPE_ERROR_MESSAGE",
     ],
-    "aiopyramid.exceptions": ["AiopyramidError", "ScopeError"],
+    "aiopyramid.exceptions": ["AiopyramidError", "ClientDisconnected", "ScopeError"],
+    "aiopyramid.observability": ["OPENTELEMETRY_TWEEN", "includeme"],
+    "aiopyramid.sentry": ["AiopyramidIntegration"],
     "aiopyramid.config": [
         "AsyncioMapperBase",
         "CoroutineOrExecutorMapper",

@@ -44,6 +44,8 @@ LAYERS: list[set[str]] = [
         "aiopyramid.tweens",
         "aiopyramid.auth",
         "aiopyramid.testing",
+        "aiopyramid.observability",
+        "aiopyramid.sentry",
         "aiopyramid._addons",
         "aiopyramid._modes",
         "aiopyramid.broadcast",
