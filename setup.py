@@ -49,9 +49,11 @@ setup(
         "aiopyramid": ["py.typed"],
         "aiopyramid.scaffolds": [
             "*/cookiecutter.json",
+            "*/*/.*",  # a project's dotfiles (.gitignore), which "*" skips
             "*/*/*",
             "*/*/*/*",
             "*/*/*/*/*",
+            "*/*/*/*/*/*",
         ],
     },
     exclude_package_data={"aiopyramid.scaffolds": ["*.pyc"]},

@@ -188,7 +188,8 @@ def next_steps(project: str) -> str:
     return (
         f"Made {Path(project).name}. Next:\n"
         f"  {shlex.quote(str(bin_dir / 'pip'))} install -e {folder}\n"
-        f"  cd {folder} && {shlex.quote(str(bin_dir / 'pserve'))} development.ini"
+        f"  cd {folder} && {shlex.quote(str(bin_dir / 'pserve'))} development.ini\n"
+        f"Its README.rst has every step, and what a database needs first."
     )
 
 

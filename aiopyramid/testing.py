@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
+from ._greenlets import run_in_child_greenlet
 from ._types import Environ, StartResponse, WSGIApp
 from .exceptions import ScopeError
-from .helpers import spawn_greenlet
 
 __all__ = ["SynchronousApp"]
 
@@ -27,10 +27,14 @@ __all__ = ["SynchronousApp"]
 class SynchronousApp:
     """A WSGI application that runs ``app`` on an event loop, one call at a time.
 
-    Each call runs ``app`` in a child greenlet on ``loop`` (a private loop
-    unless one is given) until the response body is complete, so coroutine
-    views, executor views and synchronized code all work.  Close it (or use
-    it as a context manager) to close a private loop and its executor.
+    Each call runs ``app`` in a request greenlet on ``loop`` (a private loop
+    unless one is given) until the response body is complete, as a server
+    would, so coroutine views, executor views, synchronized code and
+    SQLAlchemy's sync API on an asyncio driver (``aiopyramid.mode =
+    greenlet``) all work.  Close it (or use it as a context manager) to close
+    a private loop and its executor.  An asyncio driver's connections belong
+    to the loop that opened them: dispose of such an engine on :attr:`loop`
+    before closing.
     """
 
     def __init__(
@@ -49,8 +53,11 @@ class SynchronousApp:
                 "aiopyramid.helpers.spawn_greenlet(app, environ, start_response) "
                 "there instead."
             )
+        # A task per request, as servers run them, and in it a request
+        # greenlet like theirs: one that SQLAlchemy's sync API may wait in
+        # for an asyncio driver (spawn_greenlet's children may not).
         return self.loop.run_until_complete(
-            spawn_greenlet(_complete, self.app, environ, start_response)
+            run_in_child_greenlet(_complete, self.app, environ, start_response)
         )
 
     def close(self) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pyramid.config import Configurator
 from pyramid.response import Response
 from webtest import TestApp
 
 from aiopyramid.exceptions import ScopeError
 from aiopyramid.testing import SynchronousApp
 from tests.harness.inprocess import make_app
+from tests.harness.servers import import_required
 
 
 async def hello(request):
@@ -73,3 +75,25 @@ def test_calling_from_a_running_loop_says_what_to_do():
         loop.run_until_complete(inside())
     finally:
         loop.close()
+
+
+def test_sqlalchemy_sync_api_on_an_asyncio_driver_works_in_the_greenlet_mode(tmp_path):
+    """A plain view's sync queries on aiosqlite yield to the loop, as in a server."""
+    sqlalchemy = import_required("sqlalchemy")
+    import_required("aiosqlite")
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    engine = sqlalchemy.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+
+    def answer(request):
+        with engine.connect() as connection:
+            return {"answer": connection.scalar(sqlalchemy.text("select 41 + 1"))}
+
+    with Configurator(settings={"aiopyramid.mode": "greenlet"}) as config:
+        config.include("aiopyramid")
+        config.add_route("answer", "/")
+        config.add_view(answer, route_name="answer", renderer="json")
+    with SynchronousApp(config.make_wsgi_app()) as wrapped:
+        assert TestApp(wrapped).get("/").json == {"answer": 42}
+        # The driver's connections belong to this loop: closed on it.
+        wrapped.loop.run_until_complete(AsyncEngine(engine).dispose())

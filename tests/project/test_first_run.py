@@ -18,25 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.harness.browser import chromium, open_room, say
-from tests.harness.packaging import build_wheel, literal_lines, sh
+from tests.harness.packaging import literal_lines, sh
 from tests.harness.servers import ARTIFACTS, ROOT, UNIT, free_port, running
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel built from this checkout."""
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
-
-
-@pytest.fixture(scope="module")
-def tools(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv holding the wheel: where the user runs pcreate from."""
-    venv = tmp_path_factory.mktemp("tools") / "venv"
-    sh(sys.executable, "-m", "venv", venv)
-    sh(venv / "bin" / "pip", "install", "-q", str(wheel))
-    return venv
 
 
 def test_pcreate_hint_names_its_own_virtualenv(tools: Path, tmp_path: Path):

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.harness.browser import chromium, open_room, say, wait_people
-from tests.harness.packaging import build_wheel, sh
+from tests.harness.packaging import sh
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import (
     ARTIFACTS,
+    ROOT,
     UNIT,
     free_port,
     require_module,
@@ -31,12 +32,6 @@ pytestmark = pytest.mark.server
 
 #: The generated project must run on the installed wheel, not on this checkout.
 CLEAN_ENV = {"PYTHONPATH": ""}
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel built from this checkout."""
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def make_project(wheel: Path, scaffold: str, where: Path) -> tuple[Path, Path]:
@@ -66,12 +61,20 @@ def websocket(
 
 
 def test_wheel_contains_the_scaffolds(wheel: Path):
-    """The built wheel ships both templates inside the package."""
+    """The built wheel ships every file of every template inside the package."""
     import zipfile
 
-    names = zipfile.ZipFile(wheel).namelist()
-    for scaffold in ("aio_starter", "aio_websocket"):
-        assert f"aiopyramid/scaffolds/{scaffold}/cookiecutter.json" in names
+    names = set(zipfile.ZipFile(wheel).namelist())
+    root = ROOT / "scaffolds"
+    for scaffold in ("aio_starter", "aio_websocket", "aio_sqlalchemy"):
+        files = [
+            path
+            for path in (root / scaffold).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        ]
+        assert any(path.name == "cookiecutter.json" for path in files)
+        for path in files:
+            assert f"aiopyramid/scaffolds/{path.relative_to(root)}" in names
 
 
 @pytest.mark.parametrize("fixture", ["starter", "websocket"])

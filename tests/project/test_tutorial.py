@@ -19,20 +19,29 @@ What differs from the reader's run, and why:
   reader's own checkout is the one shell block not run;
 * every ``6543`` in the blocks becomes one free port, chosen for the module:
   other servers on the machine may hold 6543;
-* the ``apt-get`` line needs root: instead, the test checks that it names the
-  packages uWSGI needs and that they are installed;
+* the ``apt-get`` lines need root: instead, the test checks that they name
+  the packages uWSGI and PostgreSQL need and that they are installed;
+* PostgreSQL is the test run's throwaway server (the ``postgres`` fixture),
+  not the one Debian's package starts on port 5432: the ``sudo -u postgres``
+  commands run without ``sudo``, as that server's superuser through
+  ``PGHOST``, ``PGPORT`` and ``PGUSER``, and ``127.0.0.1:5432`` in the files
+  becomes that server's address (it trusts local connections: the password
+  goes unchecked);
 * ``python3`` is the Python running the tests, and nothing else of the
   test's virtual environment leaks into the blocks or the servers: its
   ``bin`` folder is taken off ``PATH`` (a bare ``pserve`` in the tutorial
   cannot pass for ``.venv/bin/pserve``), and ``PYTHONPATH`` is unset;
 * the servers get an ``XDG_RUNTIME_DIR`` of their own, where gunicorn 27 puts
   its control socket (otherwise ``~/.gunicorn``, shared by every gunicorn);
-* ``notes.sqlite`` is removed before each server starts, so the ids the
-  tutorial shows hold whichever server runs first;
+* ``notes.sqlite`` is removed before each server starts, and its table made
+  again by the tutorial's own command, so the ids the tutorial shows hold
+  whichever server runs first;
 * the server and feed commands start without a shell: their leading
   ``NAME=value`` words become environment variables, as in a shell.
 
 One fresh project (and its two virtual environments) serves the module.
+The PostgreSQL section runs on the same project, with the gunicorn
+section's steps again, as it says.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.browser import chromium
+from tests.harness.postgres import PostgresServer
 from tests.harness.servers import (
     ARTIFACTS,
     ROOT,
@@ -104,6 +114,10 @@ def kind_of(directive: str, argument: str, caption: str, text: str) -> str:
         return "checkout"
     if "apt-get install" in text:
         return "packages"
+    if text.startswith("sudo -u postgres "):
+        return "superuser"
+    if text.startswith(".venv/bin/python notes.py "):
+        return "table"
     if "pserve " in text or text.startswith("uwsgi "):
         return "server"
     if " -m websockets " in text:
@@ -268,18 +282,28 @@ class Reader:
         self.env["AIOPYRAMID"] = str(ROOT)
         self.runtime_dir = home / "runtime"
         self.runtime_dir.mkdir()
+        #: What the tutorial says, and what the test's machine has instead.
+        self.replacements = {PORT: str(port)}
+        #: The environment of the PostgreSQL superuser's commands.
+        self.superuser_env: dict[str, str] | None = None
+        #: The command that makes the table in notes.sqlite, once typed.
+        self.sqlite_table: Step | None = None
 
     def local(self, text: str) -> str:
-        """``text`` with the module's port for the tutorial's."""
-        return text.replace(PORT, str(self.port))
+        """``text`` with the test's port (and servers) for the tutorial's."""
+        for said, here in self.replacements.items():
+            text = text.replace(said, here)
+        return text
 
-    def shell(self, text: str, timeout: float = 60) -> str:
+    def shell(
+        self, text: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> str:
         """Run a block with bash where the reader is; follow its ``cd``."""
         script = f"{self.local(text)}\npwd > {shlex.quote(str(self.cwd_file))}\n"
         process = subprocess.Popen(
             ["bash", "-e", "-c", script],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -306,6 +330,17 @@ class Reader:
                 (self.cwd / step.name).write_text(self.local(step.text))
             elif step.kind == "shell":
                 self.shell(step.text, timeout=600)  # pip installs: minutes
+            elif step.kind == "table":
+                self.shell(step.text)
+                if step.text.endswith(" development.ini"):
+                    self.sqlite_table = step
+            elif step.kind == "superuser":
+                # As the test server's superuser: no sudo, its address.
+                assert self.superuser_env is not None, "no PostgreSQL server"
+                lines = step.text.splitlines()
+                assert all(line.startswith("sudo -u postgres ") for line in lines)
+                commands = [line.removeprefix("sudo -u postgres ") for line in lines]
+                self.shell("\n".join(commands), env=self.superuser_env)
             else:
                 pytest.fail(f"a {step.kind} step before the server: {step.text}")
 
@@ -313,6 +348,8 @@ class Reader:
     def serving(self, step: Step) -> Iterator[ServerProcess]:
         """Start the server command of ``step`` on an empty database."""
         (self.cwd / "notes.sqlite").unlink(missing_ok=True)
+        assert self.sqlite_table is not None, "the tutorial makes no table"
+        self.shell(self.sqlite_table.text)
         env, args = command(self.local(step.text))
         env = {
             "PATH": self.env["PATH"],
@@ -428,6 +465,29 @@ def uwsgi_reader(steps: list[Step], reader: Reader) -> Reader:
     return reader
 
 
+@pytest.fixture(scope="module")
+def postgres_reader(
+    steps: list[Step], reader: Reader, postgres: PostgresServer
+) -> Iterator[Reader]:
+    """The same reader, once the PostgreSQL section's set-up is done."""
+    before, _, _ = split_at_server(in_section(steps, "Move to PostgreSQL"))
+    (packages,) = [step for step in before if step.kind == "packages"]
+    assert split_words(packages.text) == ["sudo", "apt-get", "install", "postgresql"]
+    reader.replacements["127.0.0.1:5432"] = f"127.0.0.1:{postgres.port}"
+    reader.superuser_env = {
+        "PATH": f"{postgres.bin}{os.pathsep}{reader.env['PATH']}",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(postgres.port),
+        "PGUSER": "postgres",
+    }
+    try:
+        reader.follow([step for step in before if step.kind != "packages"])
+        yield reader
+    finally:
+        postgres.drop_database("notes")
+        postgres.sql("postgres", "DROP ROLE IF EXISTS notes")
+
+
 def test_pserve_serves_the_tutorial(steps: list[Step], reader: Reader) -> None:
     """Under pserve and the gunicorn worker, every step prints what it says."""
     _, server_step, after = split_at_server(in_section(steps, "Serve it with gunicorn"))
@@ -439,6 +499,35 @@ def test_pserve_serves_the_tutorial(steps: list[Step], reader: Reader) -> None:
         log = server.log()
     assert csv_text.splitlines() == ["id,text", "1,buy milk", "2,call mum"]
     assert "Using worker: aiopyramid.gunicorn.worker.AsyncGunicornWorker" in log
+    assert server.process.returncode == 0, log
+
+
+def test_postgres_serves_the_tutorial(
+    steps: list[Step], postgres_reader: Reader, postgres: PostgresServer
+) -> None:
+    """On PostgreSQL the gunicorn section's steps print the same, within the pool."""
+    section = in_section(steps, "Move to PostgreSQL")
+    _, server_step, after = split_at_server(section)
+    assert after == [], "steps after pserve's command: the test follows none"
+    (ini,) = [step for step in section if step.name == "postgres.ini"]
+    assert "sqlalchemy.pool_size = 5\nsqlalchemy.max_overflow = 5\n" in ini.text
+    # "Everything works as it did with SQLite": the same steps again.
+    _, _, trying = split_at_server(in_section(steps, "Serve it with gunicorn"))
+    in_use = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'notes'"
+    with (
+        postgres_reader.serving(server_step) as server,
+        postgres_reader.trying(trying) as feed,
+    ):
+        browse(server, feed, "tutorial-postgres.png")
+        csv_text = get(server.url + "/notes.csv")
+        connections = int(postgres.sql("postgres", in_use))
+        interrupt(server)
+        feed.ends()
+        log = server.log()
+    assert csv_text.splitlines() == ["id,text", "1,buy milk", "2,call mum"]
+    stored = postgres.sql("notes", "SELECT id, text FROM notes ORDER BY id")
+    assert stored.splitlines() == ["1|buy milk", "2|call mum"]
+    assert 1 <= connections <= 5 + 5  # pool_size + max_overflow
     assert server.process.returncode == 0, log
 
 

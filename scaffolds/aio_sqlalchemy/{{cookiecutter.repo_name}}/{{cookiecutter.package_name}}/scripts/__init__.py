@@ -1,0 +1,1 @@
+"""Commands that run outside the server (see pyproject.toml's [project.scripts])."""

@@ -1,0 +1,1 @@
+"""The views: ``config.scan(".views")`` in ``main`` finds them."""
