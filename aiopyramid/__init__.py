@@ -77,7 +77,7 @@ def includeme(config: Configurator) -> None:
     watchdog = _watchdog.threshold_from_settings(settings) or 0.0
     config.registry.registerUtility(watchdog, _watchdog.IWatchdog)
     _addons.includeme(config)
-    executor = executor_from_settings(settings)
+    executor = executor_from_settings(settings, mode)
     if executor is not None:
         config.registry.registerUtility(executor, IExecutor)
     config.registry.registerUtility(True, _startup.IIncluded)

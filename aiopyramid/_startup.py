@@ -24,19 +24,29 @@ def default_pool_size() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
-def report_pool(max_workers: int | None) -> None:
-    """Log how many threads run plain views, and the setting that changes it."""
+#: What runs on the pool, in each ``aiopyramid.mode``.
+_ON_THE_POOL = {
+    "executor": "plain views run",
+    "greenlet": "plain views run in the request's greenlet (aiopyramid.mode = "
+    "greenlet); views mapped with CoroutineOrExecutorMapper run",
+    "thread": "each request's plain code runs (aiopyramid.mode = thread)",
+}
+
+
+def report_pool(max_workers: int | None, mode: str = "executor") -> None:
+    """Log how many threads run plain code, and the setting that changes it."""
+    what = _ON_THE_POOL[mode]
     if max_workers is None:
         log.info(
-            "plain views run on the event loop's default executor: %d threads "
-            "unless loop.set_default_executor() replaces it; set "
+            "%s on the event loop's default executor: %d threads unless "
+            "loop.set_default_executor() replaces it; set "
             "aiopyramid.executor.max_workers to choose",
+            what,
             default_pool_size(),
         )
     else:
         log.info(
-            "plain views run on %d threads (aiopyramid.executor.max_workers)",
-            max_workers,
+            "%s on %d threads (aiopyramid.executor.max_workers)", what, max_workers
         )
 
 

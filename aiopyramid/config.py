@@ -362,8 +362,13 @@ class ExecutorMapper(AsyncioMapperBase):
         return self.run_in_executor(view, mapped)
 
 
-def executor_from_settings(settings: dict[str, Any]) -> Executor | None:
-    """Build the executor that ``aiopyramid.executor.max_workers`` asks for."""
+def executor_from_settings(
+    settings: dict[str, Any], mode: str = "executor"
+) -> Executor | None:
+    """Build the executor that ``aiopyramid.executor.max_workers`` asks for.
+
+    ``mode`` (``aiopyramid.mode``) says, in the start-up log, what runs there.
+    """
     max_workers = positive_setting(
         settings,
         "aiopyramid.executor.max_workers",
@@ -371,7 +376,7 @@ def executor_from_settings(settings: dict[str, Any]) -> Executor | None:
         "Set it to the number of threads for plain views (a whole number), or "
         "leave it out to use the event loop's default executor.",
     )
-    report_pool(max_workers)
+    report_pool(max_workers, mode)
     if max_workers is None:
         return None
     from concurrent.futures import ThreadPoolExecutor

@@ -44,6 +44,15 @@ def test_include_logs_the_configured_pool_size(caplog):
     assert "plain views run on 40 threads" in caplog.text
 
 
+def test_the_log_says_what_runs_on_the_pool_in_each_mode(caplog):
+    """In the greenlet and thread modes the log says what the pool is for."""
+    with caplog.at_level(logging.INFO, "aiopyramid"):
+        make_app(routes, **{"aiopyramid.mode": "greenlet"})
+        make_app(routes, **{"aiopyramid.mode": "thread"})
+    assert "plain views run in the request's greenlet" in caplog.text
+    assert "each request's plain code runs (aiopyramid.mode = thread)" in caplog.text
+
+
 def test_an_app_without_the_include_is_named_at_start_up(caplog):
     """check_included warns, with the fix, for an app that never included us."""
     with Configurator() as config:
