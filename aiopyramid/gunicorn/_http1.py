@@ -89,7 +89,8 @@ class DirectHTTP:
             self._serving = None
             if environ is None:
                 environ = log_environ(scope)
-            elif "wsgi.input" in environ:
+            elif environ["wsgi.input"] is not None:
+                # None when the request was refused before its body (503).
                 environ["wsgi.input"].close()
             if not response.started:  # nothing was answered: the client left
                 response.status, response.headers = "499 Client Closed Request", []
