@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import logging
 import time
 import types
-from collections.abc import Awaitable, Generator
 from concurrent.futures import Executor
 from typing import Any
 
@@ -41,6 +39,7 @@ from zope.interface import Interface, implementer, provider
 from ._bridge import call_in_thread_greenlet, home_loop, running_loop, wait_for
 from ._failures import VIEW_KEY
 from ._settings import positive_setting
+from ._slow_views import report_slow, slow_view_threshold, timed_steps
 from ._startup import report_pool
 from ._unwrap import allow_yield_from, unwrap_view
 from ._wsgi_input import make_seekable
@@ -57,10 +56,6 @@ __all__ = [
 ]
 
 ViewCallable = Any  # (context, request) -> response
-
-slow_log = logging.getLogger("aiopyramid.slow")
-
-SLOW_SETTING = "aiopyramid.debug.slow_callback_ms"
 
 
 class IExecutor(Interface):
@@ -181,9 +176,9 @@ class AsyncioMapperBase(DefaultViewMapper):
             make_seekable(request)
             started = time.perf_counter()
             result = mapped(context, request)
-            _report_slow(name, time.perf_counter() - started, limit)
+            report_slow(name, time.perf_counter() - started, limit)
             if inspect.isawaitable(result):
-                result = wait_for(_timed_steps(result, name, limit), label)
+                result = wait_for(timed_steps(result, name, limit), label)
             return result
 
         return _preserve(timed_coroutine_view, mapped)
@@ -243,64 +238,6 @@ class AsyncioMapperBase(DefaultViewMapper):
             return _await_result(mapped(context, request), label)
 
         return _preserve(greenlet_view, mapped)
-
-
-def slow_view_threshold(settings: Any) -> float | None:
-    """Seconds from the ``aiopyramid.debug.slow_callback_ms`` setting, or None."""
-    milliseconds = positive_setting(
-        settings,
-        SLOW_SETTING,
-        float,
-        "Set it to e.g. 100 to log coroutine views that hold the event loop "
-        "longer than 0.1 s, or leave it out.",
-    )
-    return None if milliseconds is None else milliseconds / 1000
-
-
-def _report_slow(name: str, seconds: float, limit: float) -> None:
-    if seconds > limit:
-        slow_log.warning(
-            "coroutine view %s held the event loop for %.0f ms (more than "
-            "%s = %.0f): move blocking work to an executor (a plain view, or "
-            "aiopyramid.helpers.use_executor)",
-            name,
-            seconds * 1000,
-            SLOW_SETTING,
-            limit * 1000,
-        )
-
-
-@types.coroutine
-def _timed_steps(
-    awaitable: Awaitable[Any], name: str, limit: float
-) -> Generator[Any, Any, Any]:
-    """Await ``awaitable``, timing each of its steps on the loop.
-
-    A step is one ``send`` (or ``throw``) into the coroutine: the code it
-    runs between two awaits, during which nothing else can use the loop.
-    """
-    # Legacy generator-based coroutines have no __await__: they are their
-    # own iterator.
-    steps: Any = getattr(awaitable, "__await__", None)
-    steps = steps() if steps is not None else awaitable
-    resume, value = steps.send, None
-    while True:
-        started = time.perf_counter()
-        try:
-            yielded = resume(value)
-        except StopIteration as stop:
-            return stop.value
-        finally:  # every step is timed, however it ended
-            _report_slow(name, time.perf_counter() - started, limit)
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as error:  # cancellation included: into the view
-            resume, value = steps.throw, error
-        else:
-            resume = steps.send
 
 
 def _preserve(wrapper: ViewCallable, mapped: ViewCallable) -> ViewCallable:

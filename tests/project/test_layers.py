@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.exceptions",
         "aiopyramid._types",
         "aiopyramid._unwrap",
+        "aiopyramid._slow_views",
         "aiopyramid._settings",
         "aiopyramid._startup",
         "aiopyramid._failures",
