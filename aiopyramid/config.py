@@ -33,7 +33,8 @@ from typing import Any
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IViewMapper, IViewMapperFactory
 from pyramid.threadlocal import get_current_registry
-from pyramid.viewderivers import DefaultViewMapper
+from pyramid.util import object_description
+from pyramid.viewderivers import DefaultViewMapper, requestonly
 from zope.interface import Interface, implementer, provider
 
 from ._bridge import call_in_thread_greenlet, home_loop, running_loop, wait_for
@@ -41,7 +42,7 @@ from ._failures import VIEW_KEY
 from ._settings import positive_setting
 from ._slow_views import report_slow, slow_view_threshold, timed_steps
 from ._startup import report_pool
-from ._unwrap import allow_yield_from, unwrap_view
+from ._unwrap import allow_yield_from, takes_request_only, unwrap_view
 from ._wsgi_input import make_seekable
 from .helpers import is_generator
 
@@ -118,6 +119,19 @@ class AsyncioMapperBase(DefaultViewMapper):
             return self.run_in_greenlet(view, mapped)
         return self.run_plain(view, mapped)
 
+    def map_nonclass(self, view: Any) -> ViewCallable:
+        """Pyramid's mapping of a function view, seeing through its wrappers.
+
+        A ``functools.wraps`` wrapper taking ``(*args, **kwargs)`` (such as
+        :func:`~aiopyramid.helpers.synchronize`'s) of a view that takes only
+        ``request`` is called with the request alone, as the view would be.
+        """
+        if not requestonly(view, self.attr) and takes_request_only(view, self.attr):
+            mapped = self.map_nonclass_requestonly(view)
+            mapped.__text__ = object_description(view)
+            return mapped
+        return super().map_nonclass(view)
+
     def run_plain(self, view: Any, mapped: ViewCallable) -> ViewCallable:
         """Wrap a plain view: in the executor (:meth:`run_in_executor`).
 
@@ -165,15 +179,15 @@ class AsyncioMapperBase(DefaultViewMapper):
         if limit is None:
 
             def coroutine_view(context: Any, request: Any) -> Any:
-                request.environ[VIEW_KEY] = label
-                make_seekable(request)
+                if request is not None:  # see _begin
+                    request.environ[VIEW_KEY] = label
+                    make_seekable(request)
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
         def timed_coroutine_view(context: Any, request: Any) -> Any:
-            request.environ[VIEW_KEY] = label
-            make_seekable(request)
+            _begin(request, label)
             started = time.perf_counter()
             result = mapped(context, request)
             report_slow(name, time.perf_counter() - started, limit)
@@ -196,13 +210,16 @@ class AsyncioMapperBase(DefaultViewMapper):
         label = f"view {_describe(view)}"  # for error messages
 
         def executor_view(context: Any, request: Any) -> Any:
-            request.environ[VIEW_KEY] = label
             loop = running_loop()
             if loop is None:
+                if request is not None:  # see _begin
+                    request.environ[VIEW_KEY] = label
                 return _await_result(mapped(context, request), label)
-            make_seekable(request)
-            request.environ.pop("wsgi.file_wrapper", None)
-            executor = request.registry.queryUtility(IExecutor)
+            executor = None
+            if request is not None:  # see _begin
+                _begin(request, label)
+                request.environ.pop("wsgi.file_wrapper", None)
+                executor = request.registry.queryUtility(IExecutor)
             thread_context = contextvars.copy_context()
             thread_context.run(home_loop.set, loop)
             # Crossing to a pool thread: the greenlet waits for the future on
@@ -234,10 +251,22 @@ class AsyncioMapperBase(DefaultViewMapper):
         label = f"view {_describe(view)}"  # for error messages
 
         def greenlet_view(context: Any, request: Any) -> Any:
-            request.environ[VIEW_KEY] = label
+            if request is not None:  # see _begin
+                request.environ[VIEW_KEY] = label
             return _await_result(mapped(context, request), label)
 
         return _preserve(greenlet_view, mapped)
+
+
+def _begin(request: Any, label: str) -> None:
+    """Name the view for error reports and read the body, if there is a request.
+
+    Pyramid's own tests call mapped views as ``view(context, None)``, which
+    its default mapper accepts: so do these mappers' wrappers.
+    """
+    if request is not None:
+        request.environ[VIEW_KEY] = label
+        make_seekable(request)
 
 
 def _preserve(wrapper: ViewCallable, mapped: ViewCallable) -> ViewCallable:

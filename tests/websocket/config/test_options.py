@@ -145,3 +145,14 @@ def test_a_class_view_takes_a_configured_mapper():
         "subprotocol": "feed",
     }
     assert received == [(b"hi", "feed")]
+
+
+@pytest.mark.parametrize("mapper", MAPPERS, ids=lambda m: m.__name__)
+def test_request_none_is_not_a_websocket(mapper):
+    """view(context, None), as in Pyramid's tests, answers 400 (no AttributeError)."""
+
+    async def view(ws):  # pragma: no cover - never reached
+        await ws.send("never")
+
+    answer = mapper(attr=None)(view)(None, None)
+    assert answer.status_int == 400
