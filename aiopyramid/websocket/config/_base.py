@@ -16,7 +16,6 @@ from ..._unwrap import allow_yield_from
 from ..interface import Websocket
 from ._options import MapperOptions
 
-
 #: Each spelling of the one text-as-bytes option, with its opposite.
 _TWINS = {"use_bytes": "use_str", "use_str": "use_bytes"}
 
