@@ -144,8 +144,7 @@ def _paths(scope: dict[str, Any]) -> tuple[str, str, bytes, str | None]:
 def _absolute_form(raw: bytes) -> tuple[bytes, str]:
     """The path and the authority of an absolute-form target (RFC 9112 3.2.2)."""
     match = _ABSOLUTE.fullmatch(raw)
-    scheme = match["scheme"].decode("ascii").lower() if match else ""
-    if scheme not in _DEFAULT_PORTS:
+    if match is None or match["scheme"].decode().lower() not in _DEFAULT_PORTS:
         raise BadRequest("The request target is neither a path nor an http URL")
     return match["path"] or b"/", match["authority"].decode("latin-1")
 
