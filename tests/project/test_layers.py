@@ -71,6 +71,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.gunicorn.worker",
         "aiopyramid.gunicorn._protocol",
         "aiopyramid.gunicorn._websocket",
+        "aiopyramid.gunicorn._denial",
         "aiopyramid.gunicorn._http1",
         "aiopyramid.gunicorn._access",
         "aiopyramid.gunicorn._response",
