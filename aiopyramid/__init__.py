@@ -54,12 +54,12 @@ def includeme(config: Configurator) -> None:
       :mod:`aiopyramid.broadcast`).
     """
     from ._modes import configure_thread_mode, mode_from_settings
+    from ._slow_views import slow_view_threshold
     from .config import (
         CoroutineOrExecutorMapper,
         CoroutineOrGreenletMapper,
         IExecutor,
         executor_from_settings,
-        slow_view_threshold,
     )
 
     _threadlocal.install()

@@ -7,6 +7,7 @@ This is the only place in aiopyramid that turns a connection into an environ
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,19 @@ _DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 # the environ's cost.
 _keys: dict[bytes, str] = {}
 _ips: dict[str, bool] = {}
+_hosts: dict[str, bool] = {}
+#: An absolute-form request target: ``scheme://authority`` and the path.
+_ABSOLUTE = re.compile(
+    rb"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<authority>[^/?#]*)(?P<path>/.*)?"
+)
+#: RFC 3986's ``host [ ":" port ]``: an IP literal in brackets, or a
+#: registered name (IPv4 addresses are names too); no user, path or space.
+_HOST = re.compile(
+    r"""(?:\[(?:(?P<ipv6>[0-9A-Fa-f:.]+)|v[0-9A-Fa-f]+\.[\w\-.~!$&'()*+,;=:]+)\]
+       |(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)
+       (?::[0-9]*)?""",
+    re.VERBOSE | re.ASCII,
+)
 
 
 @dataclass(frozen=True)
@@ -93,21 +107,62 @@ def _is_ip(host: str) -> bool:
     return known
 
 
-def _paths(scope: dict[str, Any]) -> tuple[str, str, bytes]:
-    """Return SCRIPT_NAME, PATH_INFO (latin-1 text of raw bytes) and the raw path."""
+def _paths(scope: dict[str, Any]) -> tuple[str, str, bytes, str | None]:
+    """SCRIPT_NAME, PATH_INFO (latin-1 text of raw bytes), the raw target, and
+    the authority of an absolute-form target (``None`` for origin-form).
+
+    Raises :class:`BadRequest` for a target that is neither, and for a path
+    that is not UTF-8 once percent-decoded (Pyramid could not route it).
+    """
     root_path: str = scope.get("root_path", "")
     raw = scope.get("raw_path")
-    if raw:
-        raw = raw.split(b"?", 1)[0]
-        path = unquote_to_bytes(raw).decode("latin-1")
-    else:
-        path = scope["path"].encode("utf-8").decode("latin-1")
-        raw = path.encode("latin-1")
+    # Without raw_path, the server's path is decoded already: never twice.
+    encoded = bool(raw)
+    raw = raw.split(b"?", 1)[0] if raw else scope["path"].encode("utf-8")
+    target, authority = raw, None
+    if not raw.startswith(b"/") and raw != b"*":
+        target, authority = _absolute_form(raw)
+    if encoded and b"%" in target:
+        target = unquote_to_bytes(target)
+    path = target.decode("latin-1")
+    if not path.isascii():
+        try:
+            target.decode("utf-8")
+        except UnicodeDecodeError:
+            # Pyramid would fail on it with a logged 500 (URLDecodeError):
+            # it is the client's mistake, and said so.
+            raise BadRequest(
+                "The request path is not UTF-8 once percent-decoded"
+            ) from None
     script = root_path.encode("utf-8").decode("latin-1")
     # ASGI servers include root_path in path; WSGI keeps them apart.
     if script and (path == script or path.startswith(script + "/")):
         path = path[len(script) :]
-    return script, path, raw
+    return script, path, raw, authority
+
+
+def _absolute_form(raw: bytes) -> tuple[bytes, str]:
+    """The path and the authority of an absolute-form target (RFC 9112 3.2.2)."""
+    match = _ABSOLUTE.fullmatch(raw)
+    if match is None or match["scheme"].decode().lower() not in _DEFAULT_PORTS:
+        raise BadRequest("The request target is neither a path nor an http URL")
+    return match["path"] or b"/", match["authority"].decode("latin-1")
+
+
+def _valid_host(host: str) -> bool:
+    """Whether ``host`` is RFC 3986's ``host [ ":" port ]`` (cached: clients repeat)."""
+    known = _hosts.get(host)
+    if known is None:
+        match = _HOST.fullmatch(host)
+        known = match is not None
+        if known and match is not None and match["ipv6"] is not None:
+            try:
+                ipaddress.IPv6Address(match["ipv6"])
+            except ValueError:
+                known = False
+        if len(_hosts) < 1024:  # bounded: Host values are chosen by clients
+            _hosts[host] = known
+    return known
 
 
 def build_environ(
@@ -123,11 +178,15 @@ def build_environ(
     Pyramid as a ``GET`` with its upgrade headers.  Header names with ``_``
     are handled as ``header_map`` says (:data:`HEADER_MAPS`).  The client
     address becomes ``REMOTE_ADDR`` only if it is an IP address (a proxy's
-    forwarded value may be anything).  Raises :class:`LimitExceeded` when
-    the head breaks ``limits`` and :class:`BadRequest` for two ``Host``
-    headers (RFC 9112 section 3.2).
+    forwarded value may be anything).  An absolute-form target
+    (``GET http://example.com/x``) gives its path to ``PATH_INFO`` and its
+    authority to ``HTTP_HOST`` (RFC 9112 section 3.2.2).  Raises
+    :class:`LimitExceeded` when the head breaks ``limits``, and
+    :class:`BadRequest` for two ``Host`` headers, none in an HTTP/1.1
+    request, one that is not ``host[:port]`` (RFC 9112 section 3.2, RFC
+    3986), or a path that is not UTF-8 once percent-decoded.
     """
-    script_name, path_info, raw_path = _paths(scope)
+    script_name, path_info, raw_path, authority = _paths(scope)
     query: bytes = scope.get("query_string", b"")
     kind = scope["type"]
     scheme = scope.get("scheme") or ("ws" if kind == "websocket" else "http")
@@ -187,6 +246,17 @@ def build_environ(
                 raise BadRequest("Request has more than one Host header")
             text = old + ("; " if key == "HTTP_COOKIE" else ",") + text
         environ[key] = text
+    if authority is not None:  # RFC 9112 section 3.2.2: the target's wins
+        environ["HTTP_HOST"] = authority
+    host = environ.get("HTTP_HOST")
+    if host is None:
+        if protocol == "HTTP/1.1":
+            raise BadRequest("An HTTP/1.1 request needs a Host header")
+    elif not _valid_host(host):
+        raise BadRequest(
+            "The host of the request (its Host header, or its target's "
+            "authority) is not a host name or address[:port]"
+        )
     server = scope.get("server")
     # gunicorn 27 describes a unix socket as the first two characters of
     # its path ("/", "t"): only a numeric port means a TCP address.

@@ -20,7 +20,7 @@ from typing import Any
 from ._bridge import wait_for
 from ._types import Environ, Headers, WSGIApp
 
-__all__ = ["REASONS", "WSGIResponse", "call_app", "stream_async"]
+__all__ = ["REASONS", "RETRY_AFTER", "WSGIResponse", "call_app", "stream_async"]
 
 log = logging.getLogger("aiopyramid.asgi")
 
@@ -32,6 +32,11 @@ REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+#: Seconds a client refused with ``503`` (too many requests at once) is asked
+#: to wait before it tries again (``Retry-After``): the slots it waits for
+#: free up as requests end, which is a matter of moments.
+RETRY_AFTER = 1
 
 
 class WSGIResponse:
@@ -96,6 +101,8 @@ class WSGIResponse:
             ("Content-Length", str(len(body))),
             ("Connection", "close"),
         ]
+        if status == 503:  # RFC 9110 section 10.2.3: when to come back
+            self.headers.append(("Retry-After", str(RETRY_AFTER)))
         return body
 
     def head_is_safe(self) -> bool:

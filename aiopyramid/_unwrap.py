@@ -16,7 +16,9 @@ import inspect
 import types
 from typing import Any
 
-__all__ = ["allow_yield_from", "unwrap_view"]
+from pyramid.viewderivers import requestonly
+
+__all__ = ["allow_yield_from", "takes_request_only", "unwrap_view"]
 
 #: Longest chain of wrappers followed (a guard against objects that make a
 #: new ``__wrapped__`` each time they are asked).
@@ -78,3 +80,39 @@ def allow_yield_from(obj: Any, attr: str | None = None) -> None:
     for func in unwrap_view(obj, attr):
         if inspect.isfunction(func) and inspect.isgeneratorfunction(func):
             types.coroutine(func)
+
+
+def takes_request_only(view: Any, attr: str | None = None) -> bool:
+    """Whether Pyramid should call ``view`` with the request alone.
+
+    Pyramid's own test (``requestonly``) reads the signature of what it is
+    given: a ``functools.wraps`` wrapper taking ``(*args, **kwargs)``, such
+    as :func:`~aiopyramid.helpers.synchronize`'s, looks as if it took
+    ``(context, request)`` and the function inside, which takes only
+    ``request``, would then get two arguments.  So wrappers that only pass
+    their arguments on are looked through, down to the first function with
+    a signature of its own; a wrapper naming its arguments is taken at its
+    word.
+    """
+    if requestonly(view, attr):
+        return True
+    target = getattr(view, attr, None) if attr else view
+    if inspect.isclass(view) or not inspect.isfunction(target):
+        return False
+    for depth in range(_MAX_DEPTH):
+        wrapped = getattr(target, "__wrapped__", None)
+        if not _passes_arguments_on(target) or not callable(wrapped):
+            try:
+                return depth > 0 and requestonly(target)
+            except TypeError:  # no signature to read (a built-in): as Pyramid
+                return False
+        target = wrapped
+    return False
+
+
+def _passes_arguments_on(func: Any) -> bool:
+    """Whether ``func`` takes only ``*args`` (and keywords): a pure wrapper."""
+    if not inspect.isfunction(func):
+        return False
+    spec = inspect.getfullargspec(func)
+    return not spec.args and spec.varargs is not None

@@ -37,6 +37,7 @@ from ._watchdog import ensure_watched
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_LIMITS",
     "DEFAULT_MAX_BODY_SIZE",
     "ASGIBridge",
     "AccessLogger",
@@ -57,8 +58,22 @@ DEFAULT_MAX_BODY_SIZE = 32 * 2**20
 #: ``408`` and its connection closed (gunicorn's default ``timeout``).
 DEFAULT_BODY_TIMEOUT = 30.0
 
-#: What the errors of the body settings advise.
+#: Bounds on the request head when nothing says otherwise: gunicorn's
+#: defaults (a request line of 4094 bytes, 100 header fields of 8190 bytes
+#: each).  Servers that parse the head before the bridge sees it (uvicorn,
+#: hypercorn) bound it only once it is complete, if at all: these make a
+#: head over them a ``400`` before the application runs.
+DEFAULT_LIMITS = Limits()
+
+#: What the errors of the limit settings advise.
 OFF = "0 turns the limit off."
+
+#: The settings of the head limits, with the field of :class:`Limits` each sets.
+_LIMIT_SETTINGS = {
+    "aiopyramid.limit_request_line": "request_line",
+    "aiopyramid.limit_request_fields": "request_fields",
+    "aiopyramid.limit_request_field_size": "request_field_size",
+}
 
 
 class ASGIBridge(HTTPHalf, WebsocketHalf):
@@ -76,7 +91,7 @@ class ASGIBridge(HTTPHalf, WebsocketHalf):
         app: WSGIApp,
         *,
         max_body_size: int | None = None,
-        limits: Limits | None = None,
+        limits: Limits | None = DEFAULT_LIMITS,
         access_logger: AccessLogger | None = None,
         multiprocess: bool = True,
         body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
@@ -93,6 +108,7 @@ class ASGIBridge(HTTPHalf, WebsocketHalf):
         #: The Pyramid application's registry (``None`` for other WSGI apps).
         self.registry = getattr(app, "registry", None)
         self.max_body_size = max_body_size
+        #: Bounds on the request head (``None``: none).
         self.limits = limits
         self.access_logger = access_logger
         #: Called when a websocket is accepted (status ``101``) and when it
@@ -147,7 +163,9 @@ def make_asgi_app(
     (:data:`DEFAULT_MAX_BODY_SIZE` unless given; ``0``: no limit); a larger
     one is answered ``413``.  ``body_timeout`` is how long, in seconds, a
     body may stall before ``408`` (:data:`DEFAULT_BODY_TIMEOUT`; ``0``: for
-    ever).  ``limits`` bounds the request head (:class:`Limits`).
+    ever).  ``limits`` bounds the request head (:class:`Limits`;
+    :data:`DEFAULT_LIMITS` unless given, ``Limits(0, 0, 0)``: no bounds); a
+    head over them is answered ``400``.
     ``header_map`` says what becomes of header names with ``_``: ``"drop"``
     (default), ``"refuse"`` (400) or ``"dangerous"`` (kept).
     ``max_concurrency`` is the most requests served at once, more get ``503``.
@@ -163,8 +181,10 @@ def make_asgi_app(
 
     Arguments not given come from a Pyramid application's settings:
     ``aiopyramid.max_body_size``, ``aiopyramid.body_timeout``,
-    ``aiopyramid.header_map`` and ``aiopyramid.access_log`` (true:
-    :func:`log_access`).
+    ``aiopyramid.header_map``, ``aiopyramid.access_log`` (true:
+    :func:`log_access`), and the head limits named as gunicorn's settings:
+    ``aiopyramid.limit_request_line``, ``aiopyramid.limit_request_fields``
+    and ``aiopyramid.limit_request_field_size`` (``0``: no limit).
     """
     settings = getattr(getattr(wsgi_app, "registry", None), "settings", None) or {}
     if max_body_size is None:
@@ -177,6 +197,16 @@ def make_asgi_app(
         )
     if header_map is None:
         header_map = settings.get("aiopyramid.header_map") or "drop"
+    if limits is None:
+        limits = Limits(
+            **{
+                field: limit_setting(
+                    settings, name, int, getattr(DEFAULT_LIMITS, field), OFF
+                )
+                or 0
+                for name, field in _LIMIT_SETTINGS.items()
+            }
+        )
     if access_logger is None and asbool(settings.get("aiopyramid.access_log")):
         access_logger = log_access
     check_included(wsgi_app)

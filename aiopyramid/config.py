@@ -25,24 +25,24 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import logging
 import time
 import types
-from collections.abc import Awaitable, Generator
 from concurrent.futures import Executor
 from typing import Any
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IViewMapper, IViewMapperFactory
 from pyramid.threadlocal import get_current_registry
-from pyramid.viewderivers import DefaultViewMapper
+from pyramid.util import object_description
+from pyramid.viewderivers import DefaultViewMapper, requestonly
 from zope.interface import Interface, implementer, provider
 
 from ._bridge import call_in_thread_greenlet, home_loop, running_loop, wait_for
 from ._failures import VIEW_KEY
 from ._settings import positive_setting
+from ._slow_views import report_slow, slow_view_threshold, timed_steps
 from ._startup import report_pool
-from ._unwrap import allow_yield_from, unwrap_view
+from ._unwrap import allow_yield_from, takes_request_only, unwrap_view
 from ._wsgi_input import make_seekable
 from .helpers import is_generator
 
@@ -57,10 +57,6 @@ __all__ = [
 ]
 
 ViewCallable = Any  # (context, request) -> response
-
-slow_log = logging.getLogger("aiopyramid.slow")
-
-SLOW_SETTING = "aiopyramid.debug.slow_callback_ms"
 
 
 class IExecutor(Interface):
@@ -123,6 +119,19 @@ class AsyncioMapperBase(DefaultViewMapper):
             return self.run_in_greenlet(view, mapped)
         return self.run_plain(view, mapped)
 
+    def map_nonclass(self, view: Any) -> ViewCallable:
+        """Pyramid's mapping of a function view, seeing through its wrappers.
+
+        A ``functools.wraps`` wrapper taking ``(*args, **kwargs)`` (such as
+        :func:`~aiopyramid.helpers.synchronize`'s) of a view that takes only
+        ``request`` is called with the request alone, as the view would be.
+        """
+        if not requestonly(view, self.attr) and takes_request_only(view, self.attr):
+            mapped = self.map_nonclass_requestonly(view)
+            mapped.__text__ = object_description(view)
+            return mapped
+        return super().map_nonclass(view)
+
     def run_plain(self, view: Any, mapped: ViewCallable) -> ViewCallable:
         """Wrap a plain view: in the executor (:meth:`run_in_executor`).
 
@@ -170,20 +179,20 @@ class AsyncioMapperBase(DefaultViewMapper):
         if limit is None:
 
             def coroutine_view(context: Any, request: Any) -> Any:
-                request.environ[VIEW_KEY] = label
-                make_seekable(request)
+                if request is not None:  # see _begin
+                    request.environ[VIEW_KEY] = label
+                    make_seekable(request)
                 return _await_result(mapped(context, request), label)
 
             return _preserve(coroutine_view, mapped)
 
         def timed_coroutine_view(context: Any, request: Any) -> Any:
-            request.environ[VIEW_KEY] = label
-            make_seekable(request)
+            _begin(request, label)
             started = time.perf_counter()
             result = mapped(context, request)
-            _report_slow(name, time.perf_counter() - started, limit)
+            report_slow(name, time.perf_counter() - started, limit)
             if inspect.isawaitable(result):
-                result = wait_for(_timed_steps(result, name, limit), label)
+                result = wait_for(timed_steps(result, name, limit), label)
             return result
 
         return _preserve(timed_coroutine_view, mapped)
@@ -201,13 +210,16 @@ class AsyncioMapperBase(DefaultViewMapper):
         label = f"view {_describe(view)}"  # for error messages
 
         def executor_view(context: Any, request: Any) -> Any:
-            request.environ[VIEW_KEY] = label
             loop = running_loop()
             if loop is None:
+                if request is not None:  # see _begin
+                    request.environ[VIEW_KEY] = label
                 return _await_result(mapped(context, request), label)
-            make_seekable(request)
-            request.environ.pop("wsgi.file_wrapper", None)
-            executor = request.registry.queryUtility(IExecutor)
+            executor = None
+            if request is not None:  # see _begin
+                _begin(request, label)
+                request.environ.pop("wsgi.file_wrapper", None)
+                executor = request.registry.queryUtility(IExecutor)
             thread_context = contextvars.copy_context()
             thread_context.run(home_loop.set, loop)
             # Crossing to a pool thread: the greenlet waits for the future on
@@ -239,68 +251,22 @@ class AsyncioMapperBase(DefaultViewMapper):
         label = f"view {_describe(view)}"  # for error messages
 
         def greenlet_view(context: Any, request: Any) -> Any:
-            request.environ[VIEW_KEY] = label
+            if request is not None:  # see _begin
+                request.environ[VIEW_KEY] = label
             return _await_result(mapped(context, request), label)
 
         return _preserve(greenlet_view, mapped)
 
 
-def slow_view_threshold(settings: Any) -> float | None:
-    """Seconds from the ``aiopyramid.debug.slow_callback_ms`` setting, or None."""
-    milliseconds = positive_setting(
-        settings,
-        SLOW_SETTING,
-        float,
-        "Set it to e.g. 100 to log coroutine views that hold the event loop "
-        "longer than 0.1 s, or leave it out.",
-    )
-    return None if milliseconds is None else milliseconds / 1000
+def _begin(request: Any, label: str) -> None:
+    """Name the view for error reports and read the body, if there is a request.
 
-
-def _report_slow(name: str, seconds: float, limit: float) -> None:
-    if seconds > limit:
-        slow_log.warning(
-            "coroutine view %s held the event loop for %.0f ms (more than "
-            "%s = %.0f): move blocking work to an executor (a plain view, or "
-            "aiopyramid.helpers.use_executor)",
-            name,
-            seconds * 1000,
-            SLOW_SETTING,
-            limit * 1000,
-        )
-
-
-@types.coroutine
-def _timed_steps(
-    awaitable: Awaitable[Any], name: str, limit: float
-) -> Generator[Any, Any, Any]:
-    """Await ``awaitable``, timing each of its steps on the loop.
-
-    A step is one ``send`` (or ``throw``) into the coroutine: the code it
-    runs between two awaits, during which nothing else can use the loop.
+    Pyramid's own tests call mapped views as ``view(context, None)``, which
+    its default mapper accepts: so do these mappers' wrappers.
     """
-    # Legacy generator-based coroutines have no __await__: they are their
-    # own iterator.
-    steps: Any = getattr(awaitable, "__await__", None)
-    steps = steps() if steps is not None else awaitable
-    resume, value = steps.send, None
-    while True:
-        started = time.perf_counter()
-        try:
-            yielded = resume(value)
-        except StopIteration as stop:
-            return stop.value
-        finally:  # every step is timed, however it ended
-            _report_slow(name, time.perf_counter() - started, limit)
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as error:  # cancellation included: into the view
-            resume, value = steps.throw, error
-        else:
-            resume = steps.send
+    if request is not None:
+        request.environ[VIEW_KEY] = label
+        make_seekable(request)
 
 
 def _preserve(wrapper: ViewCallable, mapped: ViewCallable) -> ViewCallable:

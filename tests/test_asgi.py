@@ -234,6 +234,30 @@ def test_body_settings_are_read_and_checked():
         asgi.make_asgi_app(App())
 
 
+def test_head_limits_are_on_by_default_and_settable():
+    """make_asgi_app bounds heads as gunicorn does unless settings or limits say."""
+
+    class App:
+        class registry:
+            settings: dict[str, str] = {}
+
+        def __call__(self, environ, start_response):  # pragma: no cover
+            return []
+
+    assert asgi.make_asgi_app(App()).limits == asgi.DEFAULT_LIMITS
+    assert Limits(4094, 100, 8190) == asgi.DEFAULT_LIMITS
+    App.registry.settings = {
+        "aiopyramid.limit_request_line": "8190",
+        "aiopyramid.limit_request_fields": "0",
+        "aiopyramid.limit_request_field_size": "16380",
+    }
+    assert asgi.make_asgi_app(App()).limits == Limits(8190, 0, 16380)
+    assert asgi.make_asgi_app(App(), limits=Limits(0, 0, 0)).limits == Limits(0, 0, 0)
+    App.registry.settings = {"aiopyramid.limit_request_fields": "many"}
+    with pytest.raises(ConfigurationError, match="limit_request_fields must be"):
+        asgi.make_asgi_app(App())
+
+
 def test_environ_limits_and_unix_socket_names():
     """Head limits raise with the reason; without a server address, Host names it."""
     scope = {

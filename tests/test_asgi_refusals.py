@@ -154,6 +154,10 @@ def test_refusals_get_an_access_line_each(caplog):
     results = asyncio.run(main())
     assert [status(sent) for sent in results] == [400, 413, 413, 408, 500, 503]
     assert b"evil" not in b"".join(m.get("body", b"") for m in results[4])
+    # RFC 9110 section 10.2.3: a 503 says when to come back.
+    assert (b"retry-after", b"1") in [
+        (name.lower(), value) for name, value in results[5][0]["headers"]
+    ]
     lines = [r.getMessage() for r in caplog.records if r.name == "aiopyramid.access"]
     codes = [line.split('" ', 1)[1].split()[0] for line in lines]
     assert codes == ["400", "413", "413", "408", "503", "408", "499"]

@@ -18,10 +18,11 @@ from pyramid.view import view_config, view_defaults
 from aiopyramid.config import (
     CoroutineMapper,
     CoroutineOrExecutorMapper,
+    CoroutineOrGreenletMapper,
     ExecutorMapper,
     is_coroutine_view,
 )
-from aiopyramid.helpers import synchronize
+from aiopyramid.helpers import spawn_greenlet, synchronize
 from tests.harness.inprocess import get, make_app
 
 MAIN = threading.get_ident()
@@ -94,6 +95,12 @@ async def synchronized_view(context, request):
     return Response(where())
 
 
+@synchronize
+async def synchronized_request_view(request):
+    await asyncio.sleep(0)
+    return Response(where())
+
+
 COROUTINE_VIEWS = {
     "async def": (async_view, None),
     "legacy generator": (legacy_view, None),
@@ -104,9 +111,12 @@ COROUTINE_VIEWS = {
     "class": (AsyncClassView, None),
     "class attr": (ClassWithMethods, "coroutine"),
     "synchronized": (synchronized_view, None),
+    "synchronized, request only": (synchronized_request_view, None),
+    "wraps wrapper, request only": (wrapper_of(async_view), None),
 }
 PLAIN_VIEWS = {
     "function": (plain_view, None),
+    "wraps wrapper, request only": (wrapper_of(plain_view), None),
     "class attr": (ClassWithMethods, "plain"),
     "lambda": (lambda request: Response(where()), None),
 }
@@ -250,6 +260,51 @@ def test_plain_view_outside_loop_runs_inline():
 
     app = make_app(lambda c: c.add_view(plain_view, name="v"))
     assert Request.blank("/v").get_response(app).text == "loop"
+
+
+def named_wrapper_of(func):
+    """A wraps wrapper that names its arguments: Pyramid calls it with both."""
+
+    @functools.wraps(func)
+    def wrapper(context, request):
+        return func(request)
+
+    return wrapper
+
+
+def test_a_wrapper_naming_context_and_request_gets_both(run):
+    """Only pure (*args) wrappers are looked through: a named signature is kept."""
+    app = make_app(lambda c: c.add_view(named_wrapper_of(async_view), name="v"))
+    assert run(get(app, "/v")).text == "loop"
+
+
+def pair_view(context, request):
+    return ("plain", context, request)
+
+
+async def async_pair_view(context, request):
+    await asyncio.sleep(0)
+    return ("coroutine", context, request)
+
+
+PLAIN_MAPPERS = [CoroutineOrExecutorMapper, CoroutineOrGreenletMapper, ExecutorMapper]
+
+
+@pytest.mark.parametrize("mapper", PLAIN_MAPPERS, ids=lambda m: m.__name__)
+def test_mapped_views_take_request_none_as_pyramids_mapper_does(run, mapper):
+    """view(context, None), as in Pyramid's own tests, calls the view, loop or not."""
+    mapped = mapper()(pair_view)
+    assert mapped("context", None) == ("plain", "context", None)
+    assert run(spawn_greenlet(mapped, "context", None)) == ("plain", "context", None)
+
+
+@pytest.mark.parametrize("timed", [False, True], ids=["untimed", "timed"])
+def test_mapped_coroutine_views_take_request_none(run, timed):
+    """A coroutine view called with request=None runs, timed or not."""
+    mapper = CoroutineMapper()
+    mapper.slow_seconds = 10.0 if timed else None
+    mapped = mapper(async_pair_view)
+    assert run(spawn_greenlet(mapped, "ctx", None)) == ("coroutine", "ctx", None)
 
 
 # -- choosing a mapper ---------------------------------------------------------

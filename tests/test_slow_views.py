@@ -148,7 +148,7 @@ def test_cancellation_reaches_a_timed_view(run):
 
 def test_closing_a_timed_coroutine_closes_the_view():
     """Closing the timing wrapper closes the view's coroutine (its finally runs)."""
-    from aiopyramid.config import _timed_steps
+    from aiopyramid._slow_views import timed_steps
 
     closed = []
 
@@ -162,7 +162,7 @@ def test_closing_a_timed_coroutine_closes_the_view():
         finally:
             closed.append(True)
 
-    steps = _timed_steps(view(), "view", 1.0)
+    steps = timed_steps(view(), "view", 1.0)
     steps.send(None)  # runs up to the pause
     steps.close()
     assert closed == [True]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aiopyramid._unwrap import allow_yield_from, unwrap_view
+from aiopyramid._unwrap import allow_yield_from, takes_request_only, unwrap_view
 from aiopyramid.config import is_coroutine_view
 from aiopyramid.websocket.config._base import WebsocketMapperBase
 
@@ -179,3 +179,39 @@ def test_a_wrapper_cycle_ends():
 
     looped.__wrapped__ = looped  # type: ignore[attr-defined]
     assert unwrap_view(looped) == (looped,)
+
+
+def passing_on(func):
+    """A functools.wraps wrapper that only passes its arguments on."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def request_only(request):
+    return request
+
+
+def context_and_request(context, request):
+    return request
+
+
+@pytest.mark.parametrize(
+    ("view", "expected"),
+    [
+        pytest.param(request_only, True, id="request-only"),
+        pytest.param(context_and_request, False, id="context-and-request"),
+        pytest.param(passing_on(request_only), True, id="wrapper-of-request-only"),
+        pytest.param(
+            passing_on(passing_on(request_only)), True, id="two-wrappers-deep"
+        ),
+        pytest.param(passing_on(context_and_request), False, id="wrapper-of-both"),
+        pytest.param(passing_on(max), False, id="wrapper-of-a-builtin"),
+    ],
+)
+def test_takes_request_only_looks_through_pure_wrappers(view, expected):
+    """Pure (*args) wrappers are looked through down to the view's own signature."""
+    assert takes_request_only(view) is expected

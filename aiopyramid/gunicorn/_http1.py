@@ -9,9 +9,11 @@ greenlet on the connection's own task, and writes the response with one
 task per request, and no timer.  Websockets, HTTP/2 and the uWSGI protocol
 keep going through gunicorn's ASGI code and :class:`aiopyramid.asgi.ASGIBridge`.
 
-Every refusal of the bridge is kept: ``503`` past ``worker_connections``,
-``400`` for two ``Host`` headers or a name with ``_`` under
-``header_map = refuse``, ``413`` for a body over ``aiopyramid.max_body_size``,
+Every refusal of the bridge is kept, each with its access-log line:
+``503`` (with ``Retry-After``) past ``worker_connections``, ``400`` for a
+missing, doubled or malformed ``Host``, a path that is not UTF-8 or a name
+with ``_`` under ``header_map = refuse`` (the environ builder's rules),
+``413`` for a body over ``aiopyramid.max_body_size``,
 ``408`` for a stalled body, a logged ``500`` for a failing view or a header
 with CR, LF or NUL; a client that leaves cancels its request.
 """
@@ -90,7 +92,8 @@ class DirectHTTP:
             self._serving = None
             if environ is None:
                 environ = log_environ(scope)
-            elif "wsgi.input" in environ:
+            elif environ["wsgi.input"] is not None:
+                # None when the request was refused before its body (503).
                 environ["wsgi.input"].close()
             if not response.started:  # nothing was answered: the client left
                 response.status, response.headers = "499 Client Closed Request", []

@@ -43,6 +43,7 @@ from typing import Any
 
 from gunicorn.asgi.protocol import ASGIProtocol
 
+from ._denial import EXTENSION
 from ._http1 import DirectHTTP
 
 __all__ = ["Protocol"]
@@ -233,6 +234,9 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
             self._close_transport()
             return
         scope = self._build_websocket_scope(request, sockname, peername)
+        # A view's refusal goes out whole (status, headers, body), as under
+        # uvicorn and hypercorn: gunicorn's scope offers no extension.
+        scope.setdefault("extensions", {})[EXTENSION] = {}
         flow = self._flow_control
         websocket = Websocket(
             self.transport,

@@ -31,6 +31,7 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from ..websocket._sansio import Keepalive, MessageAssembler, server_protocol
+from ._denial import DENIAL_MESSAGES, Denial
 
 __all__ = ["Settings", "Websocket"]
 
@@ -85,6 +86,7 @@ class Websocket:
         "_app",
         "_assembler",
         "_connected",
+        "_denial",
         "_drain",
         "_early",
         "_gone",
@@ -129,6 +131,7 @@ class Websocket:
         self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connected = False
         self._refused = False
+        self._denial: Denial | None = None
         self._lost = False
         self._paused = False
 
@@ -223,6 +226,8 @@ class Websocket:
             if protocol is not None or self._refused:
                 raise RuntimeError("websocket.accept sent twice")
             self._accept(message)
+        elif kind in DENIAL_MESSAGES:
+            self._deny(message)
         elif kind == "websocket.close":
             if protocol is None:
                 self._refuse(403)  # ASGI: close before accept refuses with 403
@@ -282,6 +287,19 @@ class Websocket:
         self._resume()
         if early:
             self.feed_data(bytes(early))
+
+    def _deny(self, message: Message) -> None:
+        """Refuse the handshake with the application's own response."""
+        if self._protocol is not None:
+            raise RuntimeError("the handshake was accepted: too late to deny it")
+        if self._denial is None:
+            if self._refused:
+                raise RuntimeError("the handshake was refused already")
+            self._refused = True
+            self._denial = Denial()
+        self._write(self._denial.take(message))
+        if self._denial.done:
+            self._finished()
 
     def _refuse(self, status: int) -> None:
         self._refused = True

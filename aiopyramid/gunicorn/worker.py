@@ -70,7 +70,7 @@ from pyramid.settings import asbool
 
 from .._settings import limit_setting, positive_setting
 from .._watchdog import ensure_watched
-from ..asgi import ASGIBridge, make_asgi_app
+from ..asgi import ASGIBridge, Limits, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
 
@@ -166,7 +166,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             wsgi,
             # gunicorn's parser enforces limit_request_* itself, and its
             # access log has a line for every request: nothing to add here.
-            limits=None,
+            limits=Limits(0, 0, 0),
             access_logger=None,
             # As gunicorn's own workers say: one worker is one process.
             multiprocess=self.cfg.workers > 1,

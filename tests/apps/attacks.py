@@ -39,6 +39,7 @@ def env(request):
     }
     seen["wsgi.url_scheme"] = environ["wsgi.url_scheme"]
     seen["client_addr"] = request.client_addr
+    seen["url"] = request.url
     seen["pid"] = os.getpid()
     return seen
 

@@ -158,6 +158,19 @@ class Counter(WebsocketConnectionView):
         CLOSED.append("counter")
 
 
+class Gone(WebsocketConnectionView):
+    """Refuses its handshake with an HTTP exception, before the mapper accepts."""
+
+    __view_mapper__ = WebsocketMapper
+
+    def __init__(self, context, request):
+        from pyramid.httpexceptions import HTTPGone
+
+        raise HTTPGone(
+            "This feed has moved to /ws/echo.", headers={"X-Moved-To": "/ws/echo"}
+        )
+
+
 class Deny:
     """A security policy that refuses the 'secret' permission."""
 
@@ -196,6 +209,8 @@ def main(global_config=None, **settings):
     for name, (view, mapper) in views.items():
         config.add_route(name, f"/ws/{name}")
         config.add_view(view, route_name=name, mapper=mapper)
+    config.add_route("gone", "/ws/gone")
+    config.add_view(Gone, route_name="gone")
     config.add_route("counter", "/ws/counter/{name}")
     config.add_view(Counter, route_name="counter")
     config.add_route("secret", "/ws/secret")

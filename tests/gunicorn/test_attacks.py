@@ -486,3 +486,46 @@ def test_10_unread_pongs_are_bounded_in_memory(worker):
     grown = rss(pid) - before
     assert sent > 2**17
     assert grown < 50 * 2**20, grown
+
+
+# -- 11. head limits, on by default in the bridge too ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "worker_status"),
+    [
+        (b"".join(b"X-%d: v\r\n" % n for n in range(150)), 431),
+        (b"X-Big: " + b"v" * 9000 + b"\r\n", 431),
+        (b"X-Query: at the line\r\n", 414),
+    ],
+    ids=["150-fields", "9000-byte-field", "5000-byte-line"],
+)
+def test_11_heads_over_gunicorns_default_limits_are_refused(
+    server, head, worker_status
+):
+    """Past 100 fields, 8190 bytes a field or 4094 a line: refused on both servers.
+
+    gunicorn's parser answers 431 or 414; uvicorn accepts such heads (10,000
+    fields here), and the bridge's default limits answer 400.
+    """
+    query = b"?" + b"q" * 5000 if worker_status == 414 else b""
+    answer = exchange(
+        server.port,
+        b"GET /env"
+        + query
+        + b" HTTP/1.1\r\n"
+        + HEAD
+        + head
+        + b"Connection: close\r\n\r\n",
+    )
+    expected = worker_status if server.kind == "gunicorn" else 400
+    assert status_of(answer) == expected, answer[:300]
+    assert (
+        status_of(
+            exchange(
+                server.port,
+                b"GET /env HTTP/1.1\r\n" + HEAD + b"Connection: close\r\n\r\n",
+            )
+        )
+        == 200
+    )

@@ -93,6 +93,97 @@ def test_closing_before_accepting_refuses_with_403() -> None:
     assert asyncio.run(main()).startswith(b"HTTP/1.1 403 Forbidden\r\n")
 
 
+def test_a_denial_response_is_sent_whole_then_the_connection_ends() -> None:
+    """websocket.http.response messages become one response, closing the connection."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 410,
+                "headers": [(b"content-type", b"text/plain"), (b"x-why", b"moved")],
+            }
+        )
+        await send(
+            {"type": "websocket.http.response.body", "body": b"gone", "more_body": True}
+        )
+        await send({"type": "websocket.http.response.body", "body": b" away"})
+
+    async def main() -> bytes:
+        transport = Transport()
+        _, task = serve(app, transport)
+        await task
+        return bytes(transport.written)
+
+    assert asyncio.run(main()) == (
+        b"HTTP/1.1 410 Gone\r\ncontent-type: text/plain\r\nx-why: moved\r\n"
+        b"Connection: close\r\n\r\ngone away"
+    )
+
+
+@pytest.mark.parametrize(
+    ("messages", "error"),
+    [
+        ([{"type": "websocket.http.response.body"}], "before its body"),
+        (
+            [{"type": "websocket.http.response.start", "status": 403}] * 2,
+            "sent twice",
+        ),
+        (
+            [
+                {"type": "websocket.http.response.start", "status": 403},
+                {"type": "websocket.http.response.body"},
+                {"type": "websocket.http.response.body"},
+            ],
+            "complete already",
+        ),
+        (
+            [
+                {
+                    "type": "websocket.http.response.start",
+                    "status": 403,
+                    "headers": [(b"x-split", b"a\r\nb: c")],
+                }
+            ],
+            "invalid websocket denial header",
+        ),
+        (
+            [
+                {"type": "websocket.accept"},
+                {"type": "websocket.http.response.start", "status": 403},
+            ],
+            "too late to deny",
+        ),
+    ],
+    ids=[
+        "body-first",
+        "start-twice",
+        "body-after-the-end",
+        "split-header",
+        "after-accept",
+    ],
+)
+def test_denial_messages_out_of_order_are_errors(messages: Any, error: str) -> None:
+    """A denial out of order, or with a header that could split it, raises."""
+    failures: list[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        try:
+            for message in messages:
+                await send(message)
+        except (RuntimeError, ValueError) as failure:
+            failures.append(failure)
+
+    async def main() -> None:
+        _, task = serve(app, Transport(), close_timeout=0.1)
+        await task
+
+    asyncio.run(main())
+    assert len(failures) == 1 and error in str(failures[0]), failures
+
+
 @pytest.mark.parametrize(
     ("message", "error"),
     [

@@ -56,3 +56,47 @@ async def raw_get(
 async def raw_post(port: int, path: str) -> tuple[int, bytes]:
     """POST to ``path`` with an empty body over a fresh connection."""
     return await raw_request(port, "POST", path)
+
+
+class Answer:
+    """One response read by ``h11``: status, headers (lower-case names) and body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"Answer({self.status}, {self.headers!r}, {self.body[:200]!r})"
+
+
+def answer_to(port: int, data: bytes, method: str = "GET") -> Answer:
+    """Send ``data`` (one request, any bytes) on a fresh connection; read the answer.
+
+    The answer is parsed by ``h11`` as a client that asked ``method``, so a
+    response that is not well framed fails the test instead of passing it.
+    """
+    import h11
+
+    client = h11.Connection(h11.CLIENT)
+    # h11 frames the answer by what was asked: tell it, without sending it.
+    client.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+    client.send(h11.EndOfMessage())
+    status, headers, body = 0, {}, b""
+    with socket.create_connection(("127.0.0.1", port), 10 * UNIT) as sock:
+        sock.sendall(data)
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(sock.recv(65536))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in event.headers
+                }
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+    return Answer(status, headers, body)

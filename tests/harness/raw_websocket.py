@@ -19,7 +19,17 @@ from websockets.utils import apply_mask
 
 from tests.harness.servers import UNIT, ServerProcess
 
-__all__ = ["BINARY", "CLOSE", "CONT", "PING", "PONG", "TEXT", "RawClient", "raw_frame"]
+__all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONT",
+    "PING",
+    "PONG",
+    "TEXT",
+    "RawClient",
+    "raw_frame",
+    "still_echoes",
+]
 
 #: How long the client waits for the server's next frame, by default.
 WAIT = 5 * UNIT
@@ -129,3 +139,13 @@ class RawClient:
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+
+def still_echoes(server: ServerProcess) -> bool:
+    """A new connection to the echo view echoes: the server survived."""
+    raw = RawClient(server)
+    try:
+        raw.send(raw_frame(TEXT, b"still here"))
+        return raw.message() == (TEXT, b"still here")
+    finally:
+        raw.close()

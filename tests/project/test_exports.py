@@ -54,6 +54,7 @@ PUBLIC = {
         "Limits",
         "log_access",
         "DEFAULT_BODY_TIMEOUT",
+        "DEFAULT_LIMITS",
         "DEFAULT_MAX_BODY_SIZE",
     ],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],

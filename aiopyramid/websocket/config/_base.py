@@ -16,10 +16,30 @@ from ..._unwrap import allow_yield_from
 from ..interface import Websocket
 from ._options import MapperOptions
 
+#: Each spelling of the one text-as-bytes option, with its opposite.
+_TWINS = {"use_bytes": "use_str", "use_str": "use_bytes"}
+
+
+class _MapperType(type):
+    """The mappers' metaclass: one spelling assigned sets the other too.
+
+    ``UWSGIWebsocketMapper.use_str = False`` after import (as the original
+    library's users wrote) must mean ``use_bytes = True`` for whichever
+    attribute a mapper reads: class bodies are kept in step by
+    ``__init_subclass__``, later assignments to a class here, and to an
+    instance by :meth:`WebsocketMapperBase.__setattr__`.
+    """
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        twin = _TWINS.get(name)
+        if twin is not None:
+            super().__setattr__(twin, not value)
+
 
 @implementer(IViewMapper)
 @provider(IViewMapperFactory)
-class WebsocketMapperBase:
+class WebsocketMapperBase(metaclass=_MapperType):
     """Options, subprotocol choice and view lookup common to both mappers.
 
     Options are attributes: set them as class attributes of a subclass, or
@@ -43,6 +63,13 @@ class WebsocketMapperBase:
 
     def __init__(self, **kw: Any) -> None:
         self.attr: str | None = kw.get("attr")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set an attribute; either spelling of the bytes option sets both."""
+        object.__setattr__(self, name, value)
+        twin = _TWINS.get(name)
+        if twin is not None:
+            object.__setattr__(self, twin, not value)
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -88,7 +88,8 @@ class WebsocketMapper(WebsocketMapperBase):
         use_bytes = bool(self.use_bytes)
 
         def websocket_view(context: Any, request: Any) -> Any:
-            ws = request.environ.get(WEBSOCKET_KEY)
+            # Pyramid's own tests call views with request=None: no websocket.
+            ws = request.environ.get(WEBSOCKET_KEY) if request is not None else None
             if not isinstance(ws, ASGIWebsocket):
                 return not_a_websocket()
             refusal = self.refuse_origin(request)

@@ -253,11 +253,7 @@ def test_websocket_closed_caused_by_a_bug_is_logged(server):
     [("refuse_generator", 401, b"come back later"), ("refuse_async", 404, b"not here")],
 )
 def test_refusal_body_from_a_generator(server, path, status, body):
-    """A refusal whose body is generated (sync or async) reaches the client whole.
-
-    gunicorn 27 offers no ``websocket.http.response`` extension: there every
-    refusal is a bare 403.
-    """
+    """A refusal whose body is generated (sync or async) reaches the client whole."""
 
     async def main():
         with pytest.raises(InvalidStatus) as refused:
@@ -266,9 +262,22 @@ def test_refusal_body_from_a_generator(server, path, status, body):
         return refused.value.response
 
     response = run(main())
-    if server.kind == "gunicorn":
-        status, body = 403, b""
     assert (response.status_code, response.body) == (status, body)
+
+
+def test_an_http_exception_refuses_with_its_own_response(server):
+    """raise HTTPGone() before accepting: the client gets 410, its headers and body."""
+
+    async def main():
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(server.ws_url + "/ws/gone"):
+                pass
+        return refused.value.response
+
+    response = run(main())
+    assert response.status_code == 410
+    assert response.headers["X-Moved-To"] == "/ws/echo"
+    assert b"This feed has moved to /ws/echo." in response.body
 
 
 def test_deflate_is_agreed(server):

@@ -145,3 +145,60 @@ def test_a_class_view_takes_a_configured_mapper():
         "subprotocol": "feed",
     }
     assert received == [(b"hi", "feed")]
+
+
+@pytest.mark.parametrize("mapper", MAPPERS, ids=lambda m: m.__name__)
+def test_request_none_is_not_a_websocket(mapper):
+    """view(context, None), as in Pyramid's tests, answers 400 (no AttributeError)."""
+
+    async def view(ws):  # pragma: no cover - never reached
+        await ws.send("never")
+
+    answer = mapper(attr=None)(view)(None, None)
+    assert answer.status_int == 400
+
+
+@pytest.mark.parametrize("mapper", MAPPERS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    ("name", "value"), [("use_str", False), ("use_bytes", True)], ids=str
+)
+def test_either_spelling_assigned_on_the_class_after_import(mapper, name, value):
+    """Mapper.use_str = False (or use_bytes = True) after import: both agree."""
+    setattr(mapper, name, value)
+    try:
+        for made in (mapper(attr=None), mapper.options()(attr=None)):
+            assert (made.use_bytes, made.use_str) == (True, False)
+
+        class Sub(mapper):
+            pass
+
+        assert (Sub.use_bytes, Sub.use_str) == (True, False)
+    finally:
+        del mapper.use_bytes, mapper.use_str  # back to the base's defaults
+    assert (mapper.use_bytes, mapper.use_str) == (False, True)
+
+
+@pytest.mark.parametrize("mapper", MAPPERS, ids=lambda m: m.__name__)
+def test_either_spelling_assigned_on_a_mapper_instance(mapper):
+    """Assigning one spelling on a mapper made sets the other to its opposite."""
+    made = mapper(attr=None)
+    made.use_str = False
+    assert made.use_bytes is True
+    made.use_bytes = False
+    assert made.use_str is True
+
+
+def test_use_str_false_on_the_asgi_mapper_class_reaches_the_view_as_bytes():
+    """WebsocketMapper.use_str = False after import: text arrives as bytes."""
+    received: list[Any] = []
+
+    async def view(ws: Any) -> None:
+        received.append(await ws.recv())
+
+    WebsocketMapper.use_str = False
+    try:
+        app = serve(view, mapper=WebsocketMapper)
+    finally:
+        del WebsocketMapper.use_bytes, WebsocketMapper.use_str
+    websocket_conversation(app, "/ws", ["text"])
+    assert received == [b"text"]
