@@ -39,6 +39,7 @@ from ._greenlets import (
     loop_greenlets,
     run_coroutine,
     run_in_child_greenlet,
+    run_in_thread_greenlet,
 )
 from ._watchdog import ensure_watched
 from .exceptions import ScopeError
@@ -193,20 +194,8 @@ def _wait_from_thread(awaitable: Awaitable[T], name: str) -> T:
     return asyncio.run_coroutine_threadsafe(job, loop).result()
 
 
-class _ThreadGreenlet(greenlet.greenlet):
-    """A greenlet on a pool thread, marked for SQLAlchemy's sync API.
-
-    SQLAlchemy's ``await_`` switches a driver's awaitable up to this
-    greenlet's parent, :func:`call_in_thread_greenlet`, which waits for it on
-    the request's loop: asyncpg's and aiosqlite's connections belong to that
-    loop, and its pool waits there without holding this thread's lock.
-    """
-
-    __sqlalchemy_greenlet_provider__ = True
-
-
 def call_in_thread_greenlet(func: Callable[..., T], /, *args: Any) -> T:
-    """Call ``func(*args)`` on this pool thread, in a :class:`_ThreadGreenlet`.
+    """Call ``func(*args)`` on this pool thread, in its marked greenlet.
 
     Whatever the greenlet switches up (SQLAlchemy's awaitables) runs on the
     request's loop while this thread blocks, and its result, or exception,
@@ -214,18 +203,11 @@ def call_in_thread_greenlet(func: Callable[..., T], /, *args: Any) -> T:
     request in ``aiopyramid.mode = thread``) may use SQLAlchemy's sync API on
     an asyncio driver as on a blocking one.
     """
-    child = _ThreadGreenlet(func)
-    # The same context as this thread's: what the job sets is the job's.
-    child.gr_context = greenlet.getcurrent().gr_context
-    switched = child.switch(*args)
-    while not child.dead:
-        try:
-            value = _wait_from_thread(switched, "SQLAlchemy's driver call")
-        except BaseException as exc:  # into the code that waits, as await would
-            switched = child.throw(exc)
-        else:
-            switched = child.switch(value)
-    return switched  # type: ignore[no-any-return]
+    return run_in_thread_greenlet(_wait_for_driver, func, *args)
+
+
+def _wait_for_driver(awaitable: Awaitable[T]) -> T:
+    return _wait_from_thread(awaitable, "SQLAlchemy's driver call")
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop | None:

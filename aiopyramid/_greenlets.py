@@ -74,7 +74,7 @@ def _serve_jobs() -> None:
         func, args, kwargs = greenlet.getcurrent().parent.switch(outcome)
 
 
-def _new_child() -> SpawnedGreenlet:
+def _new_child(kind: type[SpawnedGreenlet] = SpawnedGreenlet) -> SpawnedGreenlet:
     """A started child waiting for its first job.
 
     A greenlet holds the arguments it was started with for as long as it
@@ -82,9 +82,51 @@ def _new_child() -> SpawnedGreenlet:
     request (its environ, its response and the connection behind it) alive
     for good.  So it starts with none and gets every job by a switch.
     """
-    child = SpawnedGreenlet()
+    child = kind()
     child.switch()
     return child
+
+
+class ThreadGreenlet(SpawnedGreenlet):
+    """The greenlet a pool thread runs plain code in, marked for SQLAlchemy.
+
+    SQLAlchemy's ``await_`` switches a driver's awaitable up to this
+    greenlet's parent, :func:`run_in_thread_greenlet`, which has it waited
+    for on the request's loop.  One per thread, kept: a greenlet made and
+    dropped for every call left the pool threads' memory growing.
+    """
+
+    __sqlalchemy_greenlet_provider__ = True
+
+
+def run_in_thread_greenlet(
+    wait: Callable[[Any], Any], func: Callable[..., T], /, *args: Any
+) -> T:
+    """Call ``func(*args)`` in this thread's :class:`ThreadGreenlet`.
+
+    Whatever the greenlet switches up (SQLAlchemy's awaitables) is given to
+    ``wait``, which blocks this thread until the loop is done with it; its
+    result, or exception, goes back in.
+    """
+    child = _state.thread_child
+    if child is None or child.dead:
+        child = _state.thread_child = _new_child(ThreadGreenlet)
+    # The same context as this thread's: what the job sets is the job's.
+    child.gr_context = greenlet.getcurrent().gr_context
+    switched = child.switch(func, args, {})
+    while type(switched) is not _Outcome:
+        try:
+            value = wait(switched)
+        except BaseException as exc:  # into the code that waits, as await would
+            switched = child.throw(exc)
+        else:
+            switched = child.switch(value)
+    child.gr_context = None
+    error, value = switched.error, switched.value
+    switched.error = switched.value = None  # see run_in_child_greenlet
+    if error is not None:
+        raise error
+    return value  # type: ignore[no-any-return]
 
 
 class _Outcome:
@@ -103,6 +145,8 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         #: Idle children.
         self.idle: list[SpawnedGreenlet] = []
+        #: The child a pool thread runs plain code in (run_in_thread_greenlet).
+        self.thread_child: SpawnedGreenlet | None = None
 
 
 _state = _ThreadState()

@@ -38,7 +38,8 @@ def live_spawned_greenlets() -> list[greenlet.greenlet]:
     return [
         g
         for g in gc.get_objects()
-        if isinstance(g, SpawnedGreenlet) and not g.dead and id(g) not in idle
+        # type, not isinstance: a pool thread keeps its ThreadGreenlet.
+        if type(g) is SpawnedGreenlet and not g.dead and id(g) not in idle
     ]
 
 
