@@ -57,7 +57,9 @@ class SpawnedGreenlet(greenlet.greenlet):
         super().__init__(_serve_jobs)
 
 
-def _serve_jobs(func: Any, args: Any, kwargs: Any) -> None:
+def _serve_jobs() -> None:
+    # Started without a job (see _new_child), then given one per switch.
+    func, args, kwargs = greenlet.getcurrent().parent.switch()
     while True:
         try:
             outcome = _Outcome(func(*args, **kwargs), None)
@@ -69,6 +71,19 @@ def _serve_jobs(func: Any, args: Any, kwargs: Any) -> None:
             outcome = _Outcome(None, exc)
         func = args = kwargs = None  # hold nothing of the job while idle
         func, args, kwargs = greenlet.getcurrent().parent.switch(outcome)
+
+
+def _new_child() -> SpawnedGreenlet:
+    """A started child waiting for its first job.
+
+    A greenlet holds the arguments it was started with for as long as it
+    lives: started with its first job's, a pooled child would keep that
+    request (its environ, its response and the connection behind it) alive
+    for good.  So it starts with none and gets every job by a switch.
+    """
+    child = SpawnedGreenlet()
+    child.switch()
+    return child
 
 
 class _Outcome:
@@ -235,7 +250,7 @@ async def run_in_child_greenlet(
     ):
         loop_greenlets.add(loop_greenlet)
     idle = idle_greenlets()
-    child = idle.pop() if idle else SpawnedGreenlet()
+    child = idle.pop() if idle else _new_child()
     child.parent = loop_greenlet
     child.__sqlalchemy_greenlet_provider__ = provider
     # The child shares this task's context, as an awaited coroutine would, so
@@ -276,6 +291,13 @@ async def run_in_child_greenlet(
     child.gr_context = None
     if len(idle) < _POOL_SIZE:
         idle.append(child)
-    if switched.error is not None:
-        raise switched.error
-    return switched.value  # type: ignore[no-any-return]
+    # The idle child's frame still holds its outcome: empty it.  An error
+    # left in it would hold its traceback, whose frames (this one among
+    # them) hold the child: a cycle through a suspended greenlet, which the
+    # collector cannot see into, so a child beyond the pool would never be
+    # freed, nor anything the failed request held.
+    error, value = switched.error, switched.value
+    switched.error = switched.value = None
+    if error is not None:
+        raise error
+    return value  # type: ignore[no-any-return]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import types
+import weakref
 
 import greenlet
 import pytest
@@ -217,3 +219,51 @@ def test_sqlalchemy_asyncio_works_across_many_waits(run):
 
     assert run(spawn_greenlet(wait_for, view())) == [0, 1, 2, 3, 4]
     assert live_spawned_greenlets() == []
+
+
+class Job:
+    """Something a job holds, whose freeing a weak reference tells."""
+
+
+def test_an_idle_child_keeps_nothing_of_its_first_job(run):
+    """A pooled child holds neither the arguments it started with nor its result."""
+    from aiopyramid._greenlets import run_in_child_greenlet
+
+    held = Job()
+    alive = weakref.ref(held)
+
+    def job(argument: Job) -> Job:
+        return argument
+
+    assert run(run_in_child_greenlet(job, held)) is held
+    del held
+    gc.collect()
+    assert alive() is None
+
+
+def test_failed_jobs_beyond_the_pool_are_freed(run):
+    """Children that failed while the pool was full are freed with their errors."""
+    from aiopyramid._greenlets import SpawnedGreenlet, run_in_child_greenlet
+
+    held: list[weakref.ref[Job]] = []
+
+    def failing(gate: asyncio.Future[None]) -> None:
+        job = Job()
+        held.append(weakref.ref(job))
+        wait_for(gate)  # all of them at once: more than the pool takes
+        raise RuntimeError(job)
+
+    async def many() -> None:
+        gate = asyncio.get_running_loop().create_future()
+        calls = [run_in_child_greenlet(failing, gate) for _ in range(400)]
+        waiting = asyncio.gather(*calls, return_exceptions=True)
+        await asyncio.sleep(0)
+        gate.set_result(None)
+        errors = await waiting
+        assert all(isinstance(error, RuntimeError) for error in errors)
+
+    run(many())
+    gc.collect()
+    assert [ref for ref in held if ref() is not None] == []
+    children = [g for g in gc.get_objects() if type(g) is SpawnedGreenlet]
+    assert len(children) <= 256 + 1  # the pool, and none of the failed ones
