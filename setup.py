@@ -75,6 +75,7 @@ setup(
             "granian>=1.6",
             "httpx>=0.27",
             "h11>=0.14",
+            "h2>=4",
             "websockets>=13",
             "uvloop>=0.19",
             "playwright>=1.40",

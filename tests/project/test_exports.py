@@ -53,6 +53,8 @@ PUBLIC = {
         "log_access",
         "DEFAULT_BODY_TIMEOUT",
         "DEFAULT_MAX_BODY_SIZE",
+        "DEFAULT_MAX_WEBSOCKETS",
+        "DEFAULT_SEND_TIMEOUT",
     ],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main", "Scaffold", "find_scaffolds"],

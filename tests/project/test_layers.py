@@ -31,6 +31,8 @@ LAYERS: list[set[str]] = [
         "aiopyramid.websocket.exceptions",
         "aiopyramid.websocket.interface",
         "aiopyramid.websocket._sansio",
+        "aiopyramid.websocket._inbox",
+        "aiopyramid._sending",
         "aiopyramid.pcreate",
     },
     {"aiopyramid._greenlets"},  # the engine: its greenlets and their driver
@@ -71,6 +73,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.gunicorn._protocol",
         "aiopyramid.gunicorn._websocket",
         "aiopyramid.gunicorn._http1",
+        "aiopyramid.gunicorn._http2",
         "aiopyramid.gunicorn._access",
         "aiopyramid.gunicorn._response",
     },
