@@ -53,6 +53,8 @@ from typing import Any
 
 from gunicorn.asgi.protocol import ASGIProtocol
 
+from .._access_log import log_environ
+from .._asgi_websocket import BUSY_STATUS, RETRY_AFTER
 from ._http1 import DirectHTTP
 from ._http2 import HTTP2Pacing
 
@@ -339,6 +341,21 @@ class Protocol(DirectHTTP, HTTP2Pacing, ASGIProtocol):  # type: ignore[misc]
             self._close_transport()
             return
         scope = self._build_websocket_scope(request, sockname, peername)
+        bridge = self.worker.asgi
+        if bridge.max_websockets is not None and (
+            bridge.websockets >= bridge.max_websockets
+        ):
+            # Websockets have a budget of their own, apart from requests'
+            # (aiopyramid.websocket.max_connections): past it, the answer of
+            # every budget of the worker's.
+            self._send_error_response(
+                503,
+                "Service Unavailable: too many websockets.",
+                (("Retry-After", RETRY_AFTER),),
+            )
+            self._close_transport()
+            self.worker.log_websocket(log_environ(scope), BUSY_STATUS, [], 0, 0.0)
+            return
         websocket = Websocket(
             self.transport,
             scope,
