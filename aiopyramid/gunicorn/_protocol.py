@@ -128,6 +128,8 @@ class Protocol(DirectHTTP, HTTP2Pacing, ASGIProtocol):  # type: ignore[misc]
     #: Aborts a closed connection that does not end (see :meth:`_abort_later`).
     _abort_timer: asyncio.TimerHandle | None = None
     _abort_waited = 0.0
+    #: What the transport still held for its client at the last look.
+    _abort_buffered = float("inf")
     _conn_lost_handled: bool
     _flow_control: Any
 
@@ -176,8 +178,9 @@ class Protocol(DirectHTTP, HTTP2Pacing, ASGIProtocol):  # type: ignore[misc]
         ``close()`` waits for the client to take what is still buffered,
         and on TLS for the client's goodbye, reading and decrypting what it
         sends meanwhile: uvloop for 30 s, for ever for a client that never
-        reads.  After :attr:`close_timeout` (or the send deadline, while
-        bytes still wait for the client) the connection is aborted instead.
+        reads.  After :attr:`close_timeout` the connection is reset instead,
+        unless the client is still taking what is buffered for it, which
+        then has until the send deadline.
         """
         if self._abort_timer is None:
             self._abort_timer = self.worker.loop.call_later(seconds, self._abort)
@@ -187,12 +190,14 @@ class Protocol(DirectHTTP, HTTP2Pacing, ASGIProtocol):  # type: ignore[misc]
         transport = self.transport
         if transport is None or self._conn_lost_handled:
             return
-        if transport.get_write_buffer_size():
-            # Bytes still on their way to a client that reads: give them
-            # the send deadline, as to any response, then give up.
+        buffered = transport.get_write_buffer_size()
+        if buffered and buffered < self._abort_buffered:
+            # Bytes still on their way to a client that reads (fewer than
+            # last time): they get the send deadline, as any response.
+            self._abort_buffered = buffered
             waited = self._abort_waited = self._abort_waited + self.close_timeout
             timeout = self.worker.asgi.send_timeout
-            if timeout is not None and waited < timeout:
+            if timeout is None or waited < timeout:  # (None: for ever)
                 self._abort_later(self.close_timeout)
                 return
         self.log.debug("Connection not closed in time: aborting it")
