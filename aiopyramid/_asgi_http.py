@@ -9,13 +9,15 @@ coroutine view, which may not wait), the application runs in a child
 greenlet of the request's task, and the response goes out chunk by chunk as
 the application produces it.  A request still running after
 :data:`~aiopyramid._asgi_response.WATCH_AFTER` seconds is cancelled if its
-client disconnects.
+client disconnects; one whose client takes none of its response for the
+send deadline is cancelled too (:mod:`aiopyramid._sending`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from typing import Any
 
@@ -25,9 +27,12 @@ from ._environ import BadRequest, Limits, build_environ
 from ._failures import report_failure
 from ._greenlets import run_in_child_greenlet
 from ._response import call_app, stream_async
+from ._sending import READY, Senders
 from ._types import AccessLogger, Environ, Receive, Scope, Send, WSGIApp
 from ._watchdog import ensure_watched
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
+
+log = logging.getLogger("aiopyramid.asgi")
 
 
 class HTTPHalf:
@@ -43,13 +48,21 @@ class HTTPHalf:
     multiprocess: bool
     max_concurrency: int | None
     access_logger: AccessLogger | None
+    #: The responses waiting for their clients, under the send deadline.
+    senders: Senders
     #: Requests and websockets being served now (shared with the other half).
     active: int
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         logger = self.access_logger
         started_at = time.monotonic() if logger is not None else 0.0
-        response = Response(send)
+        response = Response(
+            send,
+            self.senders,
+            asyncio.current_task(),
+            http2=scope.get("http_version") == "2",
+            ready=(scope.get("extensions") or {}).get(READY),
+        )
         environ: Environ | None = None
         ended = "499 Client Closed Request"  # unless something else is known
         self.active += 1
@@ -131,15 +144,21 @@ class HTTPHalf:
             elif result is not None:
                 await stream_async(result, response)
         except Exception as error:
+            lost, response.lost = response.lost, None  # (a cycle through it)
+            if error is lost:
+                # The server could not send: its client is gone, and the
+                # server knows (it raised).  Nothing failed here.
+                log.debug("Response not sent: %s: %s", type(error).__name__, error)
+                return environ
             report_failure(environ, error)
             if response.started:  # too late for a 500: the server cuts it off
                 raise
             await response.refuse(500, "Internal Server Error.")
         except asyncio.CancelledError:
-            if not state.disconnected or task is None:
+            if not (state.disconnected or response.timed_out) or task is None:
                 raise
-            # Our own cancellation of a request whose client went away: it
-            # has unwound; there is nobody to answer.
+            # Our own cancellation of a request whose client went away, or
+            # stopped reading: it has unwound; there is nobody to answer.
             uncancel = getattr(task, "uncancel", None)
             if uncancel is not None:  # Python 3.11+
                 uncancel()

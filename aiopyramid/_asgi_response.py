@@ -3,8 +3,10 @@
 One :class:`Response` per request (its WSGI side is
 :class:`aiopyramid._response.WSGIResponse`).  It also sends the bridge's
 own refusals (``400``, ``408``, ``413``, ``503``), and a logged ``500`` in
-place of a response whose headers could split it.  :class:`Watch` cancels a
-request whose client went away.
+place of a response whose headers could split it.  Its body goes to the
+server in pieces, each under the send deadline
+(:mod:`aiopyramid._sending`).  :class:`Watch` cancels a request whose client
+went away.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import weakref
 from typing import Any, ClassVar
 
 from ._response import WSGIResponse
+from ._sending import H2_PIECE, PIECE, Ready, Senders
 from ._types import (
     BodyType,
     Receive,
@@ -26,17 +29,54 @@ from .exceptions import DISCONNECT_MESSAGE
 
 
 class Response(WSGIResponse):
-    """A response sent as ASGI messages through the server's ``send``."""
+    """A response sent as ASGI messages through the server's ``send``.
 
-    __slots__ = ("_send",)
+    With ``senders``, each piece of the body is sent under their deadline,
+    without holding a request slot; ``task`` is the request's, cancelled
+    when the deadline passes (:attr:`timed_out` then says so).  ``ready``
+    (the server's :data:`~aiopyramid._sending.READY` extension) says when
+    the connection can take the next piece.
+    """
+
+    __slots__ = (
+        "_send",
+        "head_out",
+        "lost",
+        "piece",
+        "ready",
+        "senders",
+        "task",
+        "timed_out",
+    )
 
     #: The ASGI message types of the head and of each body chunk.
     START: ClassVar[StartType] = "http.response.start"
     BODY: ClassVar[BodyType] = "http.response.body"
 
-    def __init__(self, send: Send) -> None:
+    def __init__(
+        self,
+        send: Send,
+        senders: Senders | None = None,
+        task: asyncio.Task[Any] | None = None,
+        *,
+        http2: bool = False,
+        ready: Ready | None = None,
+    ) -> None:
         super().__init__()
         self._send = send
+        self.senders = senders
+        self.task = task
+        self.piece = H2_PIECE if http2 else PIECE
+        #: The server's :data:`~aiopyramid._sending.READY` extension, if any.
+        self.ready = ready
+        #: Whether a body message (and so the head) went to the server.
+        self.head_out = False
+        #: Whether the request was cancelled because its client stopped reading.
+        self.timed_out = False
+        #: What the server's ``send`` raised, if it did: the client is gone
+        #: (ASGI 2.4 says so with an ``OSError``; gunicorn's HTTP/2 with
+        #: errors of its own), which is no failure of the application's.
+        self.lost: BaseException | None = None
 
     async def _start(self) -> None:
         if not self.head_is_safe():
@@ -64,8 +104,57 @@ class Response(WSGIResponse):
             if self.discard:
                 return
         self.sent += len(data)
-        body: ResponseBody = {"type": self.BODY, "body": data, "more_body": more}
-        await self._send(body)
+        size = len(data)
+        if size <= self.piece:
+            await self._put(data, -1, more)
+            return
+        last = size - self.piece
+        for start in range(0, size, self.piece):
+            await self._put(data, start, more or start < last)
+
+    async def _put(self, data: bytes, start: int, more: bool) -> None:
+        """Send ``data`` (``start`` < 0), or its piece from ``start``, when due.
+
+        The piece is cut once the server's connection can take it, so that
+        a response waiting for its client holds no copy of its own.
+        """
+        senders = self.senders
+        if senders is not None:
+            senders.begin(self)
+        try:
+            ready = self.ready
+            if ready is not None:
+                if not self.head_out:
+                    # The server sends the head with the first body message
+                    # and then waits for the client: with nothing in that
+                    # message, a stuck stream holds no piece meanwhile.
+                    self.head_out = True
+                    await self._send(
+                        {"type": self.BODY, "body": b"", "more_body": True}
+                    )
+                # Every waiting stream wakes when the connection drains, and
+                # the first few fill it again: the others wait on.
+                while (waiter := ready()) is not None:
+                    # Shielded: cancelling this request must not cancel
+                    # the connection's future that other streams wait on.
+                    await asyncio.shield(waiter)
+            if start >= 0:
+                data = data[start : start + self.piece]
+            body: ResponseBody = {"type": self.BODY, "body": data, "more_body": more}
+            await self._send(body)
+        except Exception as error:
+            self.lost = error
+            raise
+        finally:
+            if senders is not None:
+                senders.end(self)
+
+    def time_out(self) -> None:
+        """The client took nothing for the send deadline: cancel the request."""
+        task = self.task
+        if task is not None and not task.done():
+            self.timed_out = True
+            task.cancel()
 
     async def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of the bridge's own and close."""

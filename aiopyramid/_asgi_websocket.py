@@ -8,7 +8,9 @@ environ under :data:`~aiopyramid.websocket._asgi.WEBSOCKET_KEY` for the
 mapper, which accepts the handshake.  An application that answers without
 accepting refuses it: with its whole response where the server supports
 ASGI's ``websocket.http.response`` extension (:class:`Denial`), with
-``403`` elsewhere.
+``403`` elsewhere.  Websockets are counted apart from requests: past
+``max_websockets`` a handshake is refused with ``503`` and ``Retry-After``
+(``403`` where the server cannot send it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import io
 import time
 from typing import Any, ClassVar
 
+from ._access_log import log_environ
 from ._asgi_response import Response
 from ._environ import BadRequest, Limits, build_environ
 from ._greenlets import run_in_child_greenlet
@@ -34,23 +37,39 @@ from ._types import (
 from ._watchdog import ensure_watched
 from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
 
+#: What a refusal past a budget tells the client to wait before it retries
+#: (seconds): long enough not to hammer a full server, short enough for a
+#: reconnecting websocket client.
+RETRY_AFTER = "1"
+#: The status of that refusal, as access logs show it.
+BUSY_STATUS = "503 Service Unavailable"
+
 
 def _refusal() -> WebsocketClose:
     """Closing before accepting refuses the handshake (servers answer ``403``)."""
     return {"type": "websocket.close", "code": 1008, "reason": ""}
 
 
-class Denial(Response):
-    """The HTTP response refusing a websocket handshake, if the server takes one.
+class HandshakeResponse(Response):
+    """An HTTP response to a websocket handshake, where the server takes one.
 
-    Sent as ``websocket.http.response.*`` messages; nothing is sent once the
-    mapper has accepted the handshake (the conversation is the answer).
+    Sent as ASGI's ``websocket.http.response.*`` messages.
     """
 
-    __slots__ = ("ws",)
+    __slots__ = ()
 
     START: ClassVar[StartType] = "websocket.http.response.start"
     BODY: ClassVar[BodyType] = "websocket.http.response.body"
+
+
+class Denial(HandshakeResponse):
+    """The application's response refusing a websocket handshake.
+
+    Nothing is sent once the mapper has accepted the handshake (the
+    conversation is the answer).
+    """
+
+    __slots__ = ("ws",)
 
     def __init__(self, send: Send, ws: ASGIWebsocket) -> None:
         super().__init__(send)
@@ -71,10 +90,10 @@ class WebsocketHalf:
     limits: Limits | None
     header_map: str
     multiprocess: bool
-    max_concurrency: int | None
+    max_websockets: int | None
     websocket_logger: AccessLogger | None
-    #: Requests and websockets being served now (shared with the other half).
-    active: int
+    #: Websockets being served now (requests are counted apart).
+    websockets: int
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -84,10 +103,11 @@ class WebsocketHalf:
         denial = "websocket.http.response" in scope.get("extensions", {})
         response = Denial(send, ws)
         response.discard = not denial
-        limit = self.max_concurrency
+        limit = self.max_websockets
+        if limit is not None and self.websockets >= limit:
+            await self._busy(send, denial, scope)
+            return
         try:
-            if limit is not None and self.active >= limit:
-                raise BadRequest("too many connections")
             environ = build_environ(scope, io.BytesIO(), self.limits, self.header_map)
         except BadRequest:
             await send(_refusal())
@@ -101,11 +121,11 @@ class WebsocketHalf:
                 environ, "101", [], 0, time.monotonic() - started_at
             )
         ensure_watched(self.registry)  # a server without lifespan or HTTP
-        self.active += 1
+        self.websockets += 1
         try:
             result = await run_in_child_greenlet(call_app, self.app, environ, response)
         finally:
-            self.active -= 1
+            self.websockets -= 1
         if ws.accepted:
             await ws.close()
             if logger is not None:
@@ -123,3 +143,18 @@ class WebsocketHalf:
             await response.send_body(b"".join(result), False)
         elif result is not None:
             await stream_async(result, response)
+
+    async def _busy(self, send: Send, denial: bool, scope: Scope) -> None:
+        """Refuse a handshake past ``max_websockets``: ``503`` (else ``403``)."""
+        logger = self.websocket_logger
+        if logger is not None:
+            logger(log_environ(scope), BUSY_STATUS, [], 0, 0.0)
+        if not denial:
+            # The server cannot send a response of ours: closing before
+            # accepting is what every ASGI server answers with 403.
+            await send(_refusal())
+            return
+        response = HandshakeResponse(send)
+        body = response._refusal(503, "Service Unavailable: too many websockets.")
+        response.headers.append(("Retry-After", RETRY_AFTER))
+        await response.send_body(body, False)

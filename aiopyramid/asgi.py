@@ -30,6 +30,7 @@ from ._access_log import log_access
 from ._asgi_http import HTTPHalf
 from ._asgi_websocket import WebsocketHalf
 from ._environ import HEADER_MAPS, Limits
+from ._sending import SEND_TIMEOUT, Senders
 from ._settings import limit_setting
 from ._startup import check_included
 from ._types import AccessLogger, Receive, Scope, Send, WSGIApp
@@ -39,6 +40,8 @@ __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_WEBSOCKETS",
+    "DEFAULT_SEND_TIMEOUT",
     "ASGIBridge",
     "AccessLogger",
     "Limits",
@@ -65,7 +68,21 @@ DEFAULT_BODY_TIMEOUT = 30.0
 #: head over them a ``400`` before the application runs.
 DEFAULT_LIMITS = Limits()
 
-#: What the errors of the limit settings advise.
+#: Seconds a client may take no bytes of its response before its request is
+#: cancelled and its stream (HTTP/2) or connection ended: a client that
+#: stops reading must not hold a request, and the bytes waiting for it, for
+#: ever.  30 s is gunicorn's ``timeout``; ``aiopyramid.send_timeout`` sets
+#: another (``0``: for ever).
+DEFAULT_SEND_TIMEOUT = SEND_TIMEOUT
+
+#: Most websockets served at once when nothing says otherwise.  They are
+#: counted apart from requests (``max_concurrency``): idle websockets must
+#: not leave HTTP clients without an answer.  Each costs a connection and
+#: some 30 KiB of memory while idle, and up to its buffers (see
+#: ``docs/security.rst``) while busy.
+DEFAULT_MAX_WEBSOCKETS = 1000
+
+#: What the errors of the body and limit settings advise.
 OFF = "0 turns the limit off."
 
 #: The settings of the head limits, with the field of :class:`Limits` each sets.
@@ -98,6 +115,8 @@ class ASGIBridge(HTTPHalf, WebsocketHalf):
         header_map: str = "drop",
         max_concurrency: int | None = None,
         websocket_logger: AccessLogger | None = None,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+        max_websockets: int | None = DEFAULT_MAX_WEBSOCKETS,
     ) -> None:
         if header_map not in HEADER_MAPS:
             raise ValueError(
@@ -118,9 +137,17 @@ class ASGIBridge(HTTPHalf, WebsocketHalf):
         self.multiprocess = multiprocess
         self.body_timeout = body_timeout
         self.header_map = header_map
-        #: Most requests and websockets served at once; more get ``503``.
+        #: Most requests served at once; more get ``503``.  A response
+        #: waiting for its client to read does not count.
         self.max_concurrency = max_concurrency
         self.active = 0
+        #: Most websockets served at once; more are refused (``503`` where
+        #: the server can send it).
+        self.max_websockets = max_websockets
+        self.websockets = 0
+        #: Seconds a client may take no bytes of its response (``None``: no limit).
+        self.send_timeout = send_timeout
+        self.senders = Senders(self, send_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -156,6 +183,8 @@ def make_asgi_app(
     header_map: str | None = None,
     max_concurrency: int | None = None,
     websocket_logger: AccessLogger | None = None,
+    send_timeout: float | None = None,
+    max_websockets: int | None = None,
 ) -> ASGIBridge:
     """Return an ASGI application that serves ``wsgi_app``.
 
@@ -168,7 +197,14 @@ def make_asgi_app(
     head over them is answered ``400``.
     ``header_map`` says what becomes of header names with ``_``: ``"drop"``
     (default), ``"refuse"`` (400) or ``"dangerous"`` (kept).
-    ``max_concurrency`` is the most requests served at once, more get ``503``.
+    ``max_concurrency`` is the most requests served at once, more get ``503``
+    (a response waiting for its client to read does not count);
+    ``max_websockets`` the most websockets (:data:`DEFAULT_MAX_WEBSOCKETS`;
+    ``0``: no limit), more are refused with ``503`` where the server can
+    send it (ASGI's ``websocket.http.response``), ``403`` elsewhere.
+    ``send_timeout`` is how long, in seconds, a client may take no bytes of
+    its response before the request is cancelled and its stream or
+    connection ended (:data:`DEFAULT_SEND_TIMEOUT`; ``0``: for ever).
     ``access_logger`` is called after every response, errors, refusals and
     abandoned requests included, with what an access log line needs
     (:func:`log_access` writes one); ``websocket_logger`` (the access logger
@@ -181,6 +217,7 @@ def make_asgi_app(
 
     Arguments not given come from a Pyramid application's settings:
     ``aiopyramid.max_body_size``, ``aiopyramid.body_timeout``,
+    ``aiopyramid.send_timeout``, ``aiopyramid.websocket.max_connections``,
     ``aiopyramid.header_map``, ``aiopyramid.access_log`` (true:
     :func:`log_access`), and the head limits named as gunicorn's settings:
     ``aiopyramid.limit_request_line``, ``aiopyramid.limit_request_fields``
@@ -194,6 +231,18 @@ def make_asgi_app(
     if body_timeout is None:
         body_timeout = limit_setting(
             settings, "aiopyramid.body_timeout", float, DEFAULT_BODY_TIMEOUT, OFF
+        )
+    if send_timeout is None:
+        send_timeout = limit_setting(
+            settings, "aiopyramid.send_timeout", float, DEFAULT_SEND_TIMEOUT, OFF
+        )
+    if max_websockets is None:
+        max_websockets = limit_setting(
+            settings,
+            "aiopyramid.websocket.max_connections",
+            int,
+            DEFAULT_MAX_WEBSOCKETS,
+            OFF,
         )
     if header_map is None:
         header_map = settings.get("aiopyramid.header_map") or "drop"
@@ -220,4 +269,6 @@ def make_asgi_app(
         header_map=header_map,
         max_concurrency=max_concurrency or None,
         websocket_logger=websocket_logger or access_logger,
+        send_timeout=send_timeout or None,
+        max_websockets=max_websockets or None,
     )

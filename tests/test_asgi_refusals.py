@@ -179,10 +179,10 @@ def test_errors_are_logged_as_500(caplog):
     assert "failed in the application, outside any view: RuntimeError" in caplog.text
 
 
-def test_websockets_past_max_concurrency_are_refused():
-    """A handshake past max_concurrency is closed before it is accepted."""
-    app = asgi.make_asgi_app(hello, max_concurrency=1)
-    app.active = 1  # one request being served
+def test_websockets_past_max_websockets_are_refused():
+    """A handshake past max_websockets is closed before it is accepted."""
+    app = asgi.make_asgi_app(hello, max_websockets=1)
+    app.websockets = 1  # one websocket being served
 
     async def main():
         sent = []

@@ -30,6 +30,7 @@ from .._environ import BadRequest, build_environ
 from .._failures import report_failure
 from .._greenlets import run_in_child_greenlet
 from .._response import call_app, stream_async
+from .._sending import PIECE
 from .._wsgi_input import BodyTimeout, BodyTooLarge, read_body
 from ..exceptions import DISCONNECT_MESSAGE
 from ._response import DirectResponse
@@ -146,7 +147,11 @@ class DirectHTTP:
                 call_app, bridge.app, environ, response
             )
             if type(result) is list:
-                response.put(b"".join(result), False)
+                body = b"".join(result)
+                if len(body) <= PIECE:  # one write, the head with it
+                    response.put(body, False)
+                else:  # in pieces, as the client takes them
+                    await response.send_body(body, False)
             elif result is not None:
                 await stream_async(result, response)
         except Exception as error:

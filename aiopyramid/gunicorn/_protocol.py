@@ -21,7 +21,13 @@ one stops being called.  The names are:
   ``_request_ready``, the event the connection's task waits on, is set when
   the connection is lost so that the task ends at once;
 * ``_send_error_response`` and ``_close_transport``: after an error answer
-  the close lingers, so that a client still sending can read it;
+  the close lingers, so that a client still sending can read it, and a
+  closed connection that does not end is reset (``_conn_lost_handled``
+  says whether it has);
+* ``pause_writing``/``resume_writing`` (the transport's flow control, which
+  gunicorn forwards to ``_flow_control`` or, on HTTP/2, to
+  ``_h2_writer_protocol``) and ``_build_http2_scope``: the send deadline
+  and the pacing of HTTP/2 streams (:mod:`._http2`);
 * ``_callback_parser``, set on HTTP/1 connections only: HTTP/2, uWSGI and
   the PROXY-protocol-less h2c sniffing have deadlines of their own; and
   ``_check_h1c_protocol_available``, asked once here so that gunicorn's C
@@ -29,7 +35,8 @@ one stops being called.  The names are:
 * ``_handle_websocket(request, sockname, peername)``, which serves an
   upgraded connection (dropping ``_body_receiver``, which ``connection_lost``
   tolerates as ``None``), with ``_build_websocket_scope`` (same arguments),
-  ``_flow_control.drain`` (waits while the transport is full) and
+  ``_flow_control.drain`` (waits while the transport is full; released by
+  ``resume_writing`` when the connection is lost) and
   ``_websocket`` (``data_received`` and ``connection_lost`` hand it the
   bytes and the end of the connection through ``feed_data``/``feed_eof``).
 """
@@ -39,14 +46,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import socket
+import struct
 from typing import Any
 
 from gunicorn.asgi.protocol import ASGIProtocol
 
+from .._access_log import log_environ
+from .._asgi_websocket import BUSY_STATUS, RETRY_AFTER
 from ._denial import EXTENSION
 from ._http1 import DirectHTTP
+from ._http2 import HTTP2Pacing
 
 __all__ = ["Protocol"]
+
+#: ``SO_LINGER`` on, for 0 seconds: closing resets the connection.
+_NO_LINGER = struct.pack("ii", 1, 0)
 
 
 def _handshake_error(headers: list[tuple[str, str]]) -> tuple[int, str] | None:
@@ -71,7 +87,7 @@ def _handshake_error(headers: list[tuple[str, str]]) -> tuple[int, str] | None:
 ASGIProtocol._check_h1c_protocol_available()
 
 
-class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
+class Protocol(DirectHTTP, HTTP2Pacing, ASGIProtocol):  # type: ignore[misc]
     """One connection to :class:`~aiopyramid.gunicorn.worker.AsyncGunicornWorker`.
 
     Plain HTTP/1 requests are served by :class:`._http1.DirectHTTP` (through
@@ -108,6 +124,15 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
     _linger_on_close = False
     #: The end of a lingering close, while it lasts.
     _linger_timer: asyncio.TimerHandle | None = None
+    #: Seconds a closed connection may take to end before it is aborted.
+    close_timeout = 2.0
+    #: Aborts a closed connection that does not end (see :meth:`_abort_later`).
+    _abort_timer: asyncio.TimerHandle | None = None
+    _abort_waited = 0.0
+    #: What the transport still held for its client at the last look.
+    _abort_buffered = float("inf")
+    _conn_lost_handled: bool
+    _flow_control: Any
 
     def data_received(self, data: bytes) -> None:
         """Hand bytes to gunicorn, or drop them during a lingering close."""
@@ -120,7 +145,7 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
         self._linger_on_close = True
         super()._send_error_response(status, message, extra_headers)
 
-    def _close_transport(self) -> None:
+    def _linger_close(self) -> None:
         """Close; after an error answer, linger so the client can read it.
 
         A client still sending (an endless head, a body over the limit) would
@@ -146,12 +171,104 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
             transport.close()
             return
         self._linger_timer = self.worker.loop.call_later(self.linger, transport.close)
+        self._abort_later(self.linger + self.close_timeout)
+
+    def _abort_later(self, seconds: float) -> None:
+        """Abort the connection if it is not gone in ``seconds`` (once closed).
+
+        ``close()`` waits for the client to take what is still buffered,
+        and on TLS for the client's goodbye, reading and decrypting what it
+        sends meanwhile: uvloop for 30 s, for ever for a client that never
+        reads.  After :attr:`close_timeout` the connection is reset instead,
+        unless the client is still taking what is buffered for it, which
+        then has until the send deadline.
+        """
+        if self._abort_timer is None:
+            self._abort_timer = self.worker.loop.call_later(seconds, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        transport = self.transport
+        if transport is None or self._conn_lost_handled:
+            return
+        buffered = transport.get_write_buffer_size()
+        if buffered and buffered < self._abort_buffered:
+            # Bytes still on their way to a client that reads (fewer than
+            # last time): they get the send deadline, as any response.
+            self._abort_buffered = buffered
+            waited = self._abort_waited = self._abort_waited + self.close_timeout
+            timeout = self.worker.asgi.send_timeout
+            if timeout is None or waited < timeout:  # (None: for ever)
+                self._abort_later(self.close_timeout)
+                return
+        self.log.debug("Connection not closed in time: aborting it")
+        self._reset()
+
+    def _close_transport(self) -> None:
+        """Close, lingering after an error answer; abort if it lasts."""
+        self._linger_close()
+        if self._closed:  # (a lingering close has its own, later, abort)
+            self._abort_later(self.close_timeout)
+
+    async def drain(self) -> None:
+        """Wait while the client reads nothing; abort it past the send deadline.
+
+        The deadline (``aiopyramid.send_timeout``) is a timer that exists
+        only while the transport is full, which for clients that read is
+        rare and short.  Returns when the client reads, or when the
+        connection is lost (aborted by the deadline, or gone).
+        """
+        flow = self._flow_control
+        if flow is None or not flow.write_paused or self._conn_lost_handled:
+            return
+        timeout = self.worker.asgi.send_timeout
+        timer = None
+        if timeout is not None:
+            timer = self.worker.loop.call_later(timeout, self._send_timed_out)
+        try:
+            await flow.drain()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _send_timed_out(self) -> None:
+        self.log.info(
+            "A client read nothing for %ss (aiopyramid.send_timeout): "
+            "closing its connection",
+            self.worker.asgi.send_timeout,
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        """End the connection now, with what is still buffered for its client.
+
+        ``abort()`` drops the transport's buffer, but a socket closed with
+        bytes in its kernel send queue lingers (up to several MB of the
+        kernel's memory) until they are sent, which a client that reads
+        nothing never lets happen: a zero linger time makes the close a
+        reset, which frees them at once and tells the client.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+        transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the deadlines; cancel a request whose client left."""
         self._end_head_deadline()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        if self._flow_control is not None:
+            # Whoever waits for the client to read (a websocket's send)
+            # must learn that it never will: gunicorn leaves them waiting.
+            self._flow_control.resume_writing()
+        self._wake_streams()  # the same for HTTP/2 streams
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()
             self._keepalive_handle = None
@@ -234,17 +351,31 @@ class Protocol(DirectHTTP, ASGIProtocol):  # type: ignore[misc]
             self._close_transport()
             return
         scope = self._build_websocket_scope(request, sockname, peername)
+        bridge = self.worker.asgi
+        if bridge.max_websockets is not None and (
+            bridge.websockets >= bridge.max_websockets
+        ):
+            # Websockets have a budget of their own, apart from requests'
+            # (aiopyramid.websocket.max_connections): past it, the answer of
+            # every budget of the worker's.
+            self._send_error_response(
+                503,
+                "Service Unavailable: too many websockets.",
+                (("Retry-After", RETRY_AFTER),),
+            )
+            self._close_transport()
+            self.worker.log_websocket(log_environ(scope), BUSY_STATUS, [], 0, 0.0)
+            return
         # A view's refusal goes out whole (status, headers, body), as under
         # uvicorn and hypercorn: gunicorn's scope offers no extension.
         scope.setdefault("extensions", {})[EXTENSION] = {}
-        flow = self._flow_control
         websocket = Websocket(
             self.transport,
             scope,
             self.app,
             self.log,
             settings=self.worker.websocket_settings,
-            drain=flow.drain if flow is not None else None,
+            drain=self.drain,
         )
         self._websocket = websocket
         await websocket.run()

@@ -3,18 +3,27 @@
 :class:`DirectResponse` is the WSGI side every aiopyramid response shares
 (:class:`aiopyramid._response.WSGIResponse`) over a gunicorn connection: it
 frames the head and the body itself, with gunicorn's ``Server`` and cached
-``Date`` headers, and writes through the connection's protocol.
+``Date`` headers, and writes through the connection's protocol, a piece at
+a time under the send deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from gunicorn.asgi import protocol as gunicorn_protocol
 
 from .._response import WSGIResponse
+from .._sending import PIECE, pieces
 
 __all__ = ["DirectResponse"]
+
+#: Bodies up to this size are copied into one write with their framing;
+#: larger pieces are written as they are.
+_SMALL = 16384
+#: The end of a chunked body after a last chunk.
+_LAST = b"\r\n0\r\n\r\n"
 
 
 class DirectResponse(WSGIResponse):
@@ -41,11 +50,39 @@ class DirectResponse(WSGIResponse):
         self.close = False
 
     async def send_body(self, data: bytes, more: bool) -> None:
-        """Send a chunk of the body, waiting while the client is slow to read."""
-        self.put(data, more)
-        flow = self.protocol._flow_control
-        if flow is not None and flow.write_paused:
-            await flow.drain()
+        """Send a chunk of the body, waiting while the client is slow to read.
+
+        A large chunk goes in pieces of :data:`~aiopyramid._sending.PIECE`
+        bytes, each once the transport is below its limit again: a client
+        that stops reading holds one piece beyond that limit, not the
+        view's whole chunk.
+        """
+        if len(data) <= PIECE:
+            self.put(data, more)
+            await self._writable()
+            return
+        last = len(data) - PIECE
+        # Bytes cannot change: the pieces are views of the chunk, which the
+        # transport holds (uvloop's without a copy) until the kernel has it.
+        whole = memoryview(data) if type(data) is bytes else data
+        for index, piece in enumerate(pieces(whole, PIECE)):  # type: ignore[arg-type]
+            self.put(piece, more or index * PIECE < last)
+            await self._writable()
+
+    async def _writable(self) -> None:
+        """Wait while the client is not reading, without holding a request slot."""
+        protocol = self.protocol
+        flow = protocol._flow_control
+        if flow is None or not flow.write_paused:
+            return
+        # Waiting for a client is no work of the application's: other
+        # requests may have the slot meanwhile (aiopyramid._sending).
+        bridge = protocol.worker.asgi
+        bridge.active -= 1
+        try:
+            await protocol.drain()  # aborted past aiopyramid.send_timeout
+        finally:
+            bridge.active += 1
 
     def put(self, data: bytes, more: bool) -> None:
         """Hand a chunk of the body (headers first, if not sent) to the socket."""
@@ -62,6 +99,14 @@ class DirectResponse(WSGIResponse):
             data = data[: max(self.length - self.sent, 0)]
         size = len(data)
         self.sent += size
+        if size > _SMALL:  # a piece: written as it is, framing around it
+            parts = [head] if head else []
+            if self.chunked:
+                parts += [b"%x\r\n" % size, data, b"\r\n" if more else _LAST]
+            else:
+                parts.append(data)
+            self._write_parts(parts)
+            return
         if self.chunked:
             if size:
                 frame = b"%x\r\n%b\r\n" % (size, data)
@@ -70,6 +115,13 @@ class DirectResponse(WSGIResponse):
                 data = b"0\r\n\r\n"
         if head or data:
             self.protocol._safe_write(head + data if head else data)
+
+    def _write_parts(self, parts: list[Any]) -> None:
+        """Write ``parts`` in one go (uvloop: one ``writev``, no copy)."""
+        # A client gone says so through connection_lost, which ends the
+        # request; the write itself fails quietly (as gunicorn's _safe_write).
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
+            self.protocol.transport.writelines(parts)
 
     def _head(self) -> bytes:
         """The status line and headers, as gunicorn's own worker frames them."""

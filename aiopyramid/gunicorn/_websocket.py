@@ -30,17 +30,16 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
+from ..websocket._inbox import DEFAULT_MAX_QUEUE_BYTES, Inbox
 from ..websocket._sansio import Keepalive, MessageAssembler, server_protocol
 from ._denial import DENIAL_MESSAGES, Denial
 
-__all__ = ["Settings", "Websocket"]
+__all__ = ["DEFAULT_WEBSOCKET_MAX_SIZE", "Settings", "Websocket"]
 
 Message = dict[str, Any]
 
-#: Messages waiting for ``receive()`` beyond which reading the socket pauses
-#: (the client then waits for TCP, instead of filling the worker's memory).
-_QUEUE_HIGH_WATER = 16
-_QUEUE_LOW_WATER = 4
+#: The largest message by default: the ``websockets`` library's own.
+DEFAULT_WEBSOCKET_MAX_SIZE = 2**20
 #: Bytes a client may send before its handshake is accepted (it should send
 #: none): reading pauses beyond this until the application decides.
 _EARLY_LIMIT = 65536
@@ -56,7 +55,10 @@ class Settings:
     """The worker's websocket settings, read once from the application's."""
 
     #: Largest message accepted (bytes; ``None``: no limit); larger: 1009.
-    max_size: int | None = 2**24
+    max_size: int | None = DEFAULT_WEBSOCKET_MAX_SIZE
+    #: Bytes (characters, of text) of received messages waiting for the view
+    #: beyond which reading pauses (``None``: only their count, 16, counts).
+    max_queue_bytes: int | None = DEFAULT_MAX_QUEUE_BYTES
     #: Seconds between keepalive pings (``None``: no pings).
     ping_interval: float | None = 20.0
     #: Seconds to wait for the pong before closing with 1011 (``None``: forever).
@@ -90,10 +92,10 @@ class Websocket:
         "_drain",
         "_early",
         "_gone",
+        "_inbox",
         "_keepalive",
         "_log",
         "_lost",
-        "_messages",
         "_paused",
         "_protocol",
         "_refused",
@@ -124,9 +126,8 @@ class Websocket:
         self._assembler: MessageAssembler | None = None
         self._keepalive: Keepalive | None = None
         self._early: bytearray | None = None
-        # A list, not a deque: an empty deque takes 600 bytes, and this
-        # holds a few messages at most (reading pauses beyond 16).
-        self._messages: list[str | bytes] = []
+        # Reading pauses while it is full (aiopyramid.websocket._inbox).
+        self._inbox = Inbox(settings.max_queue_bytes)
         self._waiter: asyncio.Future[None] | None = None
         self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connected = False
@@ -145,8 +146,13 @@ class Websocket:
             if len(early) > _EARLY_LIMIT:
                 self._pause()
             return
-        protocol.receive_data(data)
-        self._after_receiving(protocol)
+        if not self._inbox.feed(data, self._parse, bool(protocol.extensions)):
+            self._pause()  # the rest waits for the view to take messages
+
+    def _parse(self, data: bytes) -> None:
+        assert self._protocol is not None
+        self._protocol.receive_data(data)
+        self._after_receiving(self._protocol)
 
     def feed_eof(self) -> None:
         """The connection is gone (gunicorn's ``connection_lost``)."""
@@ -171,6 +177,10 @@ class Websocket:
                 # Ended without accepting: refused, as ASGI says.
                 self._refuse(500 if failed else 403)
             return
+        # Messages nobody will read: dropped, and reading resumed (it pauses
+        # while they pile up) to see the client's close frame, or its EOF.
+        self._inbox.clear()
+        self._resume()
         if protocol.state is State.OPEN:
             code = CloseCode.INTERNAL_ERROR if failed else CloseCode.NORMAL_CLOSURE
             protocol.send_close(code)
@@ -188,10 +198,11 @@ class Websocket:
             self._connected = True
             return {"type": "websocket.connect"}
         while True:
-            if self._messages:
-                message = self._messages.pop(0)
-                if self._paused and len(self._messages) <= _QUEUE_LOW_WATER:
-                    self._resume()
+            inbox = self._inbox
+            if len(inbox):
+                message = inbox.take()
+                if self._paused and inbox.roomy:
+                    self._room()
                 if isinstance(message, str):
                     return {"type": "websocket.receive", "text": message}
                 return {"type": "websocket.receive", "bytes": message}
@@ -317,12 +328,19 @@ class Websocket:
         messages = self._assembler.take(protocol.events_received(), self._pong)
         self._flush()  # pongs, the close reply, or the close of a failure
         if messages and protocol.state is State.OPEN:
-            self._messages.extend(messages)
-            if len(self._messages) >= _QUEUE_HIGH_WATER:
+            self._inbox.put(messages)
+            if self._inbox.full:
                 self._pause()
         if protocol.state is not State.OPEN:
+            self._inbox.drop_backlog()  # nothing after the close frame counts
             self._resume()  # keep reading: the close reply, or the EOF
         self._wake()
+
+    def _room(self) -> None:
+        """Room in the inbox again: parse what waits, then read if it all fit."""
+        inbox = self._inbox
+        if inbox.more(self._parse) and not inbox.full:
+            self._resume()
 
     def _pong(self, payload: bytes) -> None:
         if self._keepalive is not None:

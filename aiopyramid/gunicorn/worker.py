@@ -28,13 +28,23 @@ What this subclass adds is only what is aiopyramid's:
   (``aiopyramid.websocket.ping_interval`` and ``.ping_timeout``, default 20
   seconds each, ``none`` or ``0``: off) and permessage-deflate
   (``aiopyramid.websocket.per_message_deflate``, default true);
-  ``aiopyramid.websocket.max_size`` sets gunicorn's
-  ``websocket_max_message_size`` when the command line did not, and the
-  websocket limit is that;
+  ``aiopyramid.websocket.max_size`` (default 1 MiB) is the largest
+  message unless gunicorn's ``websocket_max_message_size`` is given, and
+  ``aiopyramid.websocket.max_queue_bytes`` (default 1 MiB) the bytes of
+  received messages a connection may hold for its view;
 * ``SCRIPT_NAME`` in the environment (``--env SCRIPT_NAME=/app``), which
   gunicorn's WSGI workers honour, sets ``root_path`` when it is not set;
 * ``worker_connections`` and ``header_map`` reach the bridge, which answers
   ``503`` past the first (gunicorn's ASGI worker does not enforce it);
+  websockets have a budget of their own
+  (``aiopyramid.websocket.max_connections``, default 1000), past which a
+  handshake gets ``503`` with ``Retry-After``;
+* ``aiopyramid.send_timeout`` (default 30 seconds, ``0``: off): a client
+  that takes none of its response (HTTP/1, an HTTP/2 stream, a websocket's
+  messages) for that long is disconnected (its stream reset, on HTTP/2);
+  a response waiting for its client does not hold a request slot, and
+  holds one piece of its body (64 KiB, 16 KiB on HTTP/2) beyond the
+  transport's limit;
 * ``aiopyramid.gc_freeze`` (default true): once the application is loaded,
   what is alive is frozen out of the garbage collector (``gc.freeze()``),
   so that full collections stay short and do not hold the loop;
@@ -59,7 +69,7 @@ try:
 
     from ._access import AccessLog, Logged
     from ._protocol import Protocol
-    from ._websocket import Settings
+    from ._websocket import DEFAULT_WEBSOCKET_MAX_SIZE, Settings
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
         f"AsyncGunicornWorker needs gunicorn 27 or later and websockets 13 or "
@@ -149,17 +159,6 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             # (``--env SCRIPT_NAME=/app``); its ASGI worker reads only
             # root_path, which is the same thing for us.
             self.cfg.set("root_path", script_name)
-        max_size = positive_setting(
-            self.app_settings(),
-            "aiopyramid.websocket.max_size",
-            int,
-            "Set it to the largest websocket message to accept, in bytes (e.g. "
-            "1048576), or leave it out for gunicorn's websocket_max_message_size.",
-        )
-        option = self.cfg.settings["websocket_max_message_size"]
-        # The command line (or gunicorn's config file) wins over the app.
-        if max_size is not None and option.get() == option.default:
-            self.cfg.set("websocket_max_message_size", max_size)
         self._read_timeouts()
         self.access_log = AccessLog.for_worker(self.log, self.cfg)
         self.asgi = make_asgi_app(
@@ -209,15 +208,43 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         """The head deadline and the websocket settings, from the application's."""
         settings = self.app_settings()
         self.head_timeout = _seconds(settings, "aiopyramid.request_head_timeout", 30)
-        limit = self.cfg.websocket_max_message_size
         self.websocket_settings = Settings(
-            max_size=limit or None,
+            max_size=self._websocket_max_size(settings),
+            max_queue_bytes=limit_setting(
+                settings,
+                "aiopyramid.websocket.max_queue_bytes",
+                int,
+                Settings.max_queue_bytes or 0,
+                "Write the bytes of received messages a connection may hold for "
+                "its view, e.g. 1048576, or 0 for no limit.",
+            ),
             ping_interval=_seconds(settings, "aiopyramid.websocket.ping_interval", 20),
             ping_timeout=_seconds(settings, "aiopyramid.websocket.ping_timeout", 20),
             per_message_deflate=_flag(
                 settings.get("aiopyramid.websocket.per_message_deflate"), True
             ),
         )
+
+    def _websocket_max_size(self, settings: dict[str, Any]) -> int:
+        """The largest websocket message: gunicorn's option if given, else ours.
+
+        gunicorn's own default (16 MiB) is 16 times the ``websockets``
+        library's: a client sending messages that inflate to just under it
+        would hold that much per message.  So ``aiopyramid.websocket.max_size``
+        (default 1 MiB, the library's) decides unless gunicorn's command
+        line or configuration file sets ``websocket_max_message_size``.
+        """
+        option = self.cfg.settings["websocket_max_message_size"]
+        if option.get() != option.default:
+            return int(option.get())
+        size = positive_setting(
+            settings,
+            "aiopyramid.websocket.max_size",
+            int,
+            "Set it to the largest websocket message to accept, in bytes (e.g. "
+            "1048576), or leave it out for 1 MiB.",
+        )
+        return size or DEFAULT_WEBSOCKET_MAX_SIZE
 
     def log_websocket(
         self,

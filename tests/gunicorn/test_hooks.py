@@ -50,6 +50,10 @@ def parameters(function: Any) -> list[str]:
         ("_cancel_keepalive_timer", ["self"], False),
         ("_will_close", ["self", "request", "response_requires_close"], False),
         ("_safe_write", ["self", "data"], False),
+        # HTTP/2 pacing (_http2.py) and the transport's flow control:
+        ("_build_http2_scope", ["self", "request", "sockname", "peername"], False),
+        ("pause_writing", ["self"], False),
+        ("resume_writing", ["self"], False),
     ],
 )
 def test_hooked_methods_have_the_expected_shape(
@@ -109,14 +113,14 @@ def test_the_worker_makes_protocols_through_the_module_name() -> None:
     assert "ASGIProtocol(self)" in inspect.getsource(gasgi.ASGIWorker._serve)
 
 
-def fake_worker() -> Any:
+def fake_worker(loop: Any = None) -> Any:
     """Just enough of a worker for ASGIProtocol's constructor."""
     return SimpleNamespace(
         cfg=Config(),
         log=SimpleNamespace(error_log=None, debug=lambda *a: None),
         asgi=None,
         nr_conns=1,
-        loop=None,
+        loop=loop,
         head_timeout=None,
     )
 
@@ -165,3 +169,27 @@ def test_a_lost_connection_wakes_its_task_to_end() -> None:
         return protocol._request_ready.is_set() and protocol._closed
 
     assert asyncio.run(main())
+
+
+def test_http2_flow_control_reaches_what_the_pacing_reads() -> None:
+    """gunicorn forwards an HTTP/2 transport's pause and resume through
+    ``_h2_writer_protocol``, gives each scope an extensions dictionary, and
+    keeps ``_conn_lost_handled`` and ``FlowControl.resume_writing``."""
+    pause = inspect.getsource(ASGIProtocol.pause_writing)
+    assert "self._h2_writer_protocol" in pause
+    scope = inspect.getsource(ASGIProtocol._build_http2_scope)
+    assert 'scope["extensions"] = extensions' in scope
+    assert callable(gunicorn_protocol.FlowControl.resume_writing)
+    assert "_conn_lost_handled" in inspect.getsource(ASGIProtocol.connection_lost)
+
+    async def main() -> tuple[bool, bool]:
+        protocol = Protocol(fake_worker(loop=asyncio.get_running_loop()))
+        protocol._h2_writer_protocol = SimpleNamespace(
+            pause_writing=lambda: None, resume_writing=lambda: None
+        )
+        protocol.pause_writing()
+        waiter = protocol.stream_ready()
+        protocol.resume_writing()
+        return waiter is not None and waiter.done(), protocol.stream_ready() is None
+
+    assert asyncio.run(main()) == (True, True)

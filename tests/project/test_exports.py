@@ -56,6 +56,8 @@ PUBLIC = {
         "DEFAULT_BODY_TIMEOUT",
         "DEFAULT_LIMITS",
         "DEFAULT_MAX_BODY_SIZE",
+        "DEFAULT_MAX_WEBSOCKETS",
+        "DEFAULT_SEND_TIMEOUT",
     ],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main", "Scaffold", "find_scaffolds"],

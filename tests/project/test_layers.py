@@ -33,6 +33,8 @@ LAYERS: list[set[str]] = [
         "aiopyramid.websocket.exceptions",
         "aiopyramid.websocket.interface",
         "aiopyramid.websocket._sansio",
+        "aiopyramid.websocket._inbox",
+        "aiopyramid._sending",
         "aiopyramid.pcreate",
     },
     {"aiopyramid._greenlets"},  # the engine: its greenlets and their driver
@@ -76,6 +78,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.gunicorn._websocket",
         "aiopyramid.gunicorn._denial",
         "aiopyramid.gunicorn._http1",
+        "aiopyramid.gunicorn._http2",
         "aiopyramid.gunicorn._access",
         "aiopyramid.gunicorn._response",
     },

@@ -20,7 +20,6 @@ nothing of uWSGI meanwhile.
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import os
 import socket
@@ -38,6 +37,7 @@ except ImportError as error:
         "pip install 'websockets>=13' (or aiopyramid's 'uwsgi' extra)."
     ) from error
 
+from .._inbox import Inbox
 from .._sansio import Keepalive, MessageAssembler, server_protocol
 from ..exceptions import WebsocketClosed
 from ..interface import Websocket
@@ -47,10 +47,6 @@ __all__ = ["UWSGIWebsocket"]
 _READ_SIZE = 65536
 #: Bytes waiting for the socket beyond which ``send()`` waits for them to go.
 _WRITE_HIGH_WATER = 65536
-#: Messages waiting for ``recv()`` beyond which reading the socket pauses
-#: (the client then waits for TCP, instead of filling this process's memory).
-_QUEUE_HIGH_WATER = 16
-_QUEUE_LOW_WATER = 4
 
 
 def _settle_all(waiters: list[asyncio.Future[None]]) -> None:
@@ -78,6 +74,8 @@ class UWSGIWebsocket:
         ping_interval: float | None = None,
         ping_timeout: float = 3.0,
         close_timeout: float = 10.0,
+        max_queue_bytes: int | None = 2**20,
+        send_timeout: float | None = 30.0,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._fd = fd
@@ -94,7 +92,9 @@ class UWSGIWebsocket:
             else None
         )
         self._close_timeout = close_timeout
-        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._send_timeout = send_timeout
+        # Reading pauses while it is full (aiopyramid.websocket._inbox).
+        self._inbox = Inbox(max_queue_bytes)
         self._receivers: list[asyncio.Future[None]] = []
         self._out = bytearray()
         self._eof_pending = False
@@ -129,7 +129,8 @@ class UWSGIWebsocket:
         as ``str`` (as UTF-8 ``bytes`` if the mapper's ``use_str`` is false),
         binary frames as ``bytes``.
         """
-        while not self._messages:
+        inbox = self._inbox
+        while not len(inbox):
             if self.closed:
                 return None
             waiter: asyncio.Future[None] = self._loop.create_future()
@@ -139,8 +140,8 @@ class UWSGIWebsocket:
             finally:
                 if waiter in self._receivers:
                     self._receivers.remove(waiter)
-        message = self._messages.popleft()
-        if not self._reading and len(self._messages) <= _QUEUE_LOW_WATER:
+        message = inbox.take()
+        if not self._reading and inbox.roomy:
             self._start_reading()
         return message
 
@@ -148,7 +149,10 @@ class UWSGIWebsocket:
         """Send ``message``: ``str`` as a text frame, ``bytes`` as a binary one.
 
         Raises :class:`~aiopyramid.websocket.exceptions.WebsocketClosed` if
-        the connection is closed, which ends the view like a normal close.
+        the connection is closed, which ends the view like a normal close,
+        or if the client takes none of what is waiting for it for the send
+        deadline (``aiopyramid.send_timeout``): the connection is then
+        given up.
         """
         if self.closed:
             raise WebsocketClosed("the websocket connection is closed")
@@ -196,7 +200,7 @@ class UWSGIWebsocket:
                 keepalive.stop()
             # Messages nobody will read: drop them, and read again (reading
             # pauses while they pile up) to see the client's close frame.
-            self._messages.clear()
+            self._inbox.clear()
             self._start_reading()
             code = (
                 CloseCode.NORMAL_CLOSURE
@@ -235,10 +239,9 @@ class UWSGIWebsocket:
             self._lose()
             return
         if data:
-            self._protocol.receive_data(data)
-            self._messages.extend(
-                self._assembler.take(self._protocol.events_received(), self._pong)
-            )
+            # No permessage-deflate here (uWSGI's handshake offers none):
+            # the messages of a read are no longer than its bytes.
+            self._inbox.feed(data, self._parse, False)
         else:
             self._eof_received = True
             self._stop_reading()
@@ -246,9 +249,15 @@ class UWSGIWebsocket:
         self._flush()
         if self._protocol.state is State.CLOSED:
             self._end()
-        elif len(self._messages) >= _QUEUE_HIGH_WATER:
+        elif self._inbox.full:
             self._stop_reading()
         _settle_all(self._receivers)
+
+    def _parse(self, data: bytes) -> None:
+        self._protocol.receive_data(data)
+        self._inbox.put(
+            self._assembler.take(self._protocol.events_received(), self._pong)
+        )
 
     def _pong(self, payload: bytes) -> None:
         if self._keepalive is not None:
@@ -294,9 +303,15 @@ class UWSGIWebsocket:
             self._writing = False
 
     async def _drain(self) -> None:
+        """Wait for the socket to take what waits; give up past the send deadline."""
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._drainers.append(waiter)
-        await waiter
+        try:
+            await asyncio.wait_for(waiter, self._send_timeout)
+        except asyncio.TimeoutError:
+            # A client that reads nothing would hold this view, and what
+            # waits for it, for ever.
+            self._lose()
 
     # The end of the connection.
 

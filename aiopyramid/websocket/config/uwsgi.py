@@ -12,7 +12,11 @@ event loop, while the request's greenlet waits for the view to end.
 uWSGI's websocket options keep their meaning: ``websockets-max-size`` (KiB,
 1024 by default) limits incoming messages, ``websockets-ping-freq`` (seconds,
 30) spaces keepalive pings and ``websockets-pong-tolerance`` (seconds, 3) is
-how long a pong may take before the connection is closed.
+how long a pong may take before the connection is closed.  The
+application's ``aiopyramid.websocket.max_queue_bytes`` (1 MiB) bounds the
+received messages a connection holds for a view that does not read, and
+``aiopyramid.send_timeout`` (30 s) is how long ``send()`` waits for a
+client that reads nothing before the connection is given up.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.response import Response
 
 from ..._bridge import wait_for
+from ..._sending import SEND_TIMEOUT
+from ..._settings import limit_setting
+from .._inbox import DEFAULT_MAX_QUEUE_BYTES
 from ._base import WebsocketMapperBase, not_a_websocket
 from ._uwsgi_connection import UWSGIWebsocket
 
@@ -133,12 +140,27 @@ class UWSGIWebsocketMapper(WebsocketMapperBase):
             else:  # empty key and origin: uWSGI takes the request's own
                 uwsgi.websocket_handshake("", "", chosen)
             ping_interval = _option(uwsgi, "websockets-ping-freq", 30)
+            settings = request.registry.settings or {}
             ws = UWSGIWebsocket(
                 uwsgi.connection_fd(),
                 use_str=use_str,
                 max_size=_option(uwsgi, "websockets-max-size", 1024) * 1024,
                 ping_interval=ping_interval or None,
                 ping_timeout=_option(uwsgi, "websockets-pong-tolerance", 3),
+                max_queue_bytes=limit_setting(
+                    settings,
+                    "aiopyramid.websocket.max_queue_bytes",
+                    int,
+                    DEFAULT_MAX_QUEUE_BYTES,
+                    "Write a number of bytes, e.g. 1048576, or 0 for no limit.",
+                ),
+                send_timeout=limit_setting(
+                    settings,
+                    "aiopyramid.send_timeout",
+                    float,
+                    SEND_TIMEOUT,
+                    "Write a number of seconds, e.g. 30, or 0 to wait for ever.",
+                ),
             )
             ws.subprotocol = chosen
             # The request's greenlet sleeps here while the conversation runs on
