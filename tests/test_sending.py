@@ -18,7 +18,7 @@ from pyramid.response import Response
 from aiopyramid import asgi
 from aiopyramid._sending import H2_PIECE, PIECE, READY, Senders, pieces
 from aiopyramid.websocket.config import WebsocketMapper
-from tests.harness.asgi_client import websocket_scope
+from tests.harness.asgi_client import http_scope, websocket_scope
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 
@@ -42,21 +42,8 @@ def app():
 
 
 def scope(path: str, **extra) -> dict:
-    """An ``http`` scope for ``path``."""
-    return {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"example.org")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-        **extra,
-    }
+    """An ``http`` scope for ``path`` on ``example.org``, with ``extra`` keys."""
+    return {**http_scope(path, [(b"host", b"example.org")]), **extra}
 
 
 async def receive():
