@@ -196,6 +196,7 @@ def build_environ(
     root_path: str = "",
     server: tuple[str, int | None] | None = None,
     client: tuple[str, int] | None = None,
+    authority: str | None = None,
     encoded: bool = True,
     body: Any = None,
     limits: Limits | None = None,
@@ -213,7 +214,9 @@ def build_environ(
     ``root_path``, where the application is mounted (``SCRIPT_NAME``, taken
     off the path when the path starts with it); ``server`` and ``client``,
     ``(host, port)`` pairs (``server`` ``None`` or with a port that is not a
-    number: a unix socket).
+    number: a unix socket); ``authority``, the request's authority where the
+    server parsed it apart from the target (RSGI: an absolute-form target's,
+    or HTTP/2's ``:authority``).
 
     Repeated headers are joined with ``","`` (``Cookie`` with ``"; "``);
     ``Connection`` and ``Upgrade`` are kept, so a websocket upgrade is seen by
@@ -228,7 +231,9 @@ def build_environ(
     request, one that is not ``host[:port]`` (RFC 9112 section 3.2, RFC
     3986), or a path that is not UTF-8 once percent-decoded.
     """
-    script_name, path_info, raw_path, authority = _paths(target, root_path, encoded)
+    script_name, path_info, raw_path, in_target = _paths(target, root_path, encoded)
+    if in_target is not None:
+        authority = in_target
     if not isinstance(query, str):
         query = query.decode("latin-1")
     url_scheme = _URL_SCHEMES.get(scheme, scheme)
