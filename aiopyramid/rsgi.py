@@ -113,7 +113,10 @@ class RSGIApp:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         loop.run_until_complete(loop.shutdown_default_executor())
-        log.debug("RSGI worker stopped: broadcast closed and pools shut down")
+        log.info(
+            "granian stopped serving on its loop: broadcast connections "
+            "closed, plain-view pools shut down"
+        )
 
 
 def make_rsgi_app(

@@ -33,6 +33,7 @@ logging.basicConfig(
 
 async def wait(request):
     """Wait ``s`` seconds; note how the wait ended."""
+    EVENTS.append("wait-started")
     try:
         await asyncio.sleep(float(request.params.get("s", "30")))
     except ClientDisconnected:
