@@ -98,9 +98,11 @@ def _line_environ(scope: Any) -> Environ:
 class _Body:
     """The body of a request through granian's RSGI iterator, chunk by chunk.
 
-    granian ends the iterator with an empty chunk both when the body is
-    complete and when the client left before sending all of it: a body
-    shorter than its ``Content-Length`` is a client that left.
+    granian (2.8.9) ends a complete body with one empty chunk, and a body
+    whose client left before its end with two (``tests/test_rsgi.py``
+    checks both): after the first empty chunk, one more step tells them
+    apart.  A body shorter than its ``Content-Length`` is a client that left
+    too.
     """
 
     __slots__ = ("chunks", "expected", "size")
@@ -113,16 +115,18 @@ class _Body:
     async def __call__(self) -> tuple[bytes, bool] | None:
         try:
             chunk = await self.chunks.__anext__()
+            if chunk:
+                self.size += len(chunk)
+                return chunk, True
+            await self.chunks.__anext__()  # a second empty chunk: cut off
+            return None
         except StopAsyncIteration:
-            chunk = b""
+            pass
         except RuntimeError:
             # granian's RSGIProtocolClosed (a RuntimeError): the client is
             # gone.  Caught by its base so that the adapter needs no import
             # of granian's private extension module.
             return None
-        if chunk:
-            self.size += len(chunk)
-            return chunk, True
         if self.expected is not None and self.size < self.expected:
             return None
         return b"", False

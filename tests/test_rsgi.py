@@ -158,6 +158,24 @@ def test_client_that_leaves_cancels_its_request(server):
     wait_until(lambda: '"GET /wait?s=30 HTTP/1.1" 499' in server.log())
 
 
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 100\r\n\r\n" + b"x" * 10,
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_body_cut_off_never_reaches_the_view(server, framing):
+    """A client that leaves mid-body: no view runs on half a body; the line says 499."""
+    before = server.log().count('"POST /upload?cut HTTP/1.1" 499')
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /upload?cut HTTP/1.1\r\n" + HEAD + framing)
+        time.sleep(0.3)  # the body is being read: then the client leaves
+    wait_until(lambda: server.log().count('"POST /upload?cut HTTP/1.1" 499') > before)
+    assert '"POST /upload?cut HTTP/1.1" 200' not in server.log()
+
+
 def test_websockets_are_refused_cleanly(server):
     """A websocket handshake is answered 403, with one warning that says why."""
     answer = exchange(
