@@ -98,11 +98,11 @@ def _line_environ(scope: Any) -> Environ:
 class _Body:
     """The body of a request through granian's RSGI iterator, chunk by chunk.
 
-    granian (2.8.9) ends a complete body with one empty chunk, and a body
-    whose client left before its end with two (``tests/test_rsgi.py``
-    checks both): after the first empty chunk, one more step tells them
-    apart.  A body shorter than its ``Content-Length`` is a client that left
-    too.
+    granian (2.8.9) ends the iterator the same way whether the body is
+    complete or its client left before the end (an empty chunk, then the
+    end): a body shorter than its ``Content-Length`` is a client that left.
+    A chunked body cut off cannot be told from a complete one with
+    trailers, which granian ends the same way (docs/security.rst).
     """
 
     __slots__ = ("chunks", "expected", "size")
@@ -118,8 +118,6 @@ class _Body:
             if chunk:
                 self.size += len(chunk)
                 return chunk, True
-            await self.chunks.__anext__()  # a second empty chunk: cut off
-            return None
         except StopAsyncIteration:
             pass
         except RuntimeError:

