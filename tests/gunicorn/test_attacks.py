@@ -220,8 +220,13 @@ def test_2_endless_head_is_bounded_in_memory(worker):
         worker.port, b"GET /env HTTP/1.1\r\n" + HEAD, line, 200 * 2**20, 20
     )
     grown = rss(pid) - before
-    # gunicorn's parser and granian's (hyper: past 100 fields) both say 431.
-    assert answer.startswith(b"HTTP/1.1 431"), (sent, answer[:200])
+    # gunicorn's parser and granian's (hyper: past 100 fields) both say 431;
+    # granian closes without lingering, so a client still sending may get a
+    # reset instead, which discards the answer unread (docs/security.rst).
+    if worker.kind == "granian" and not answer:
+        assert sent < 10 * 2**20, sent  # cut off, not read for ever
+    else:
+        assert answer.startswith(b"HTTP/1.1 431"), (sent, answer[:200])
     assert grown < 10 * 2**20, grown
     assert env_with(worker.port)["pid"] == pid
 
