@@ -353,3 +353,17 @@ def test_make_rsgi_app_takes_the_bridge_settings():
     assert served.bridge.max_body_size == 5
     assert served.root_path == "/x"
     assert served.bridge.access_logger is not None  # aiopyramid.access_log
+
+
+def test_http2_requests(server):
+    """HTTP/2 (cleartext, prior knowledge): the environ says so; bodies are read."""
+    import_required("h2")
+    with httpx.Client(http1=False, http2=True, base_url=server.url) as client:
+        answer = client.get("/environ")
+        assert answer.http_version == "HTTP/2"
+        env = answer.json()
+        assert env["SERVER_PROTOCOL"] == "HTTP/2"
+        assert env["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+        uploaded = client.post("/upload", content=iter([b"a" * 70000, b"b" * 5]))
+        assert uploaded.json()["size"] == 70005
+        assert len(client.get("/stream?mb=1").content) > 2**20
