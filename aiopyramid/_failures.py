@@ -33,6 +33,7 @@ _BRIDGE_FILES = frozenset(
         "rsgi.py",
         "_rsgi_http.py",
         "_rsgi_response.py",
+        "_rsgi_websocket.py",
         "_bridge.py",
         "_greenlets.py",
     )

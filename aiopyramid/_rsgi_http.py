@@ -33,7 +33,7 @@ from ._types import Environ
 from ._watchdog import ensure_watched
 from ._wsgi_input import BodyTimeout, BodyTooLarge, read_chunks
 
-__all__ = ["environ_of_rsgi", "serve_http"]
+__all__ = ["environ_of_rsgi", "line_environ_of_rsgi", "serve_http"]
 
 log = logging.getLogger("aiopyramid.rsgi")
 
@@ -83,7 +83,7 @@ def environ_of_rsgi(
     )
 
 
-def _line_environ(scope: Any) -> Environ:
+def line_environ_of_rsgi(scope: Any) -> Environ:
     """What the access line of a request refused before its environ needs."""
     client = _address(scope.client)
     return line_environ(
@@ -149,7 +149,7 @@ async def serve_http(bridge: Any, root_path: str, scope: Any, protocol: Any) -> 
             # Every request gets its line: refusals, errors and requests
             # whose client left included.
             logger(
-                environ if environ is not None else _line_environ(scope),
+                environ if environ is not None else line_environ_of_rsgi(scope),
                 (response.status if response.started else None) or ended,
                 response.headers if response.started else [],
                 response.sent,

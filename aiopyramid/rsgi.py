@@ -24,8 +24,15 @@ limits and the ``Host`` rules (``400``), the body limit and stall timeout
 (``413``, ``408``), the request budget (``503`` with ``Retry-After``), a
 logged ``500`` for a failing application, streamed bodies under the send
 deadline, ``wsgi.file_wrapper`` sent by granian itself, a request cancelled
-when its client leaves, one access line per request.  Websockets are
-refused for now (``403``).
+when its client leaves, one access line per request.
+
+Websockets are served too (:mod:`aiopyramid._rsgi_websocket`), framed by
+granian itself, for :class:`~aiopyramid.websocket.config.WebsocketMapper`
+views unchanged: origin checks, refusals with the view's status, the
+``max_websockets`` budget (``503``), ``aiopyramid.websocket.max_size``,
+the send deadline, and access lines for each (``101``, then the close
+code).  What granian's websockets cannot do (subprotocols, codes in close
+frames, permessage-deflate, keepalive pings) is in :doc:`/websockets`.
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ import logging
 import os
 from typing import Any
 
-from ._access_log import line_environ
 from ._environ import Limits
 from ._rsgi_http import serve_http
+from ._rsgi_websocket import WebsocketSettings, serve_websocket
 from ._types import AccessLogger, WSGIApp
 from ._watchdog import ensure_watched
 from .asgi import ASGIBridge, make_asgi_app
@@ -62,7 +69,8 @@ class RSGIApp:
         self.bridge = bridge
         #: ``SCRIPT_NAME``: taken off the front of each path that has it.
         self.root_path = root_path.rstrip("/")
-        self._refused_websockets = False
+        #: ``aiopyramid.websocket.max_size`` and the websockets' send deadline.
+        self.websocket = WebsocketSettings(bridge)
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         """Serve one RSGI scope: an HTTP request or a websocket."""
@@ -70,25 +78,9 @@ class RSGIApp:
         if scope.proto == "http":
             await serve_http(self.bridge, self.root_path, scope, protocol)
         else:
-            self._websocket(scope, protocol)
-
-    def _websocket(self, scope: Any, protocol: Any) -> None:
-        """Refuse a websocket handshake: RSGI websockets are not served yet."""
-        if not self._refused_websockets:
-            self._refused_websockets = True
-            log.warning(
-                "Websockets are not served over RSGI yet: the handshake for "
-                "%s was refused with 403. Serve websocket views with "
-                "make_asgi_app (granian --interface asgi) or the gunicorn "
-                "worker.",
-                scope.path,
+            await serve_websocket(
+                self.bridge, self.websocket, self.root_path, scope, protocol
             )
-        protocol.close(403)
-        logger = self.bridge.websocket_logger
-        if logger is not None:
-            client = scope.client.rpartition(":")[0] if scope.client else None
-            environ = line_environ("GET", scope.path, scope.query_string, "1.1", client)
-            logger(environ, "403 Forbidden", [], 0, 0.0)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """granian's worker starts ``loop``: watch it, as its settings say."""

@@ -199,8 +199,9 @@ def test_a_chunked_body_cut_off_looks_complete(server):
     assert b'"size": 5' in trailers
 
 
-def test_websockets_are_refused_cleanly(server):
-    """A websocket handshake is answered 403, with one warning that says why."""
+def test_websocket_handshake_runs_through_the_application(server):
+    """A handshake for a URL with no websocket view gets the application's 404
+    (websockets themselves: tests/websocket/test_rsgi_websockets.py)."""
     answer = exchange(
         server.port,
         b"GET /ws HTTP/1.1\r\n" + HEAD + b"Upgrade: websocket\r\n"
@@ -208,8 +209,7 @@ def test_websockets_are_refused_cleanly(server):
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         timeout=5,
     )
-    assert status_of(answer) == 403, answer[:300]
-    wait_until(lambda: "Websockets are not served over RSGI yet" in server.log())
+    assert status_of(answer) == 404, answer[:300]
 
 
 def test_body_limit_413():

@@ -68,6 +68,8 @@ LAYERS: list[set[str]] = [
         "aiopyramid.rsgi",
         "aiopyramid._rsgi_http",
         "aiopyramid._rsgi_response",
+        "aiopyramid._rsgi_websocket",
+        "aiopyramid.websocket._rsgi",
         "aiopyramid.websocket._asgi",
         "aiopyramid.websocket.config",
         "aiopyramid.websocket.config._base",

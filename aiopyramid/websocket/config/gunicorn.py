@@ -24,6 +24,7 @@ from typing import Any
 
 from ..._bridge import wait_for
 from .._asgi import WEBSOCKET_KEY, ASGIWebsocket
+from .._rsgi import RSGIWebsocket
 from ..exceptions import WebsocketClosed
 from ..interface import Websocket
 from ._base import WebsocketMapperBase, not_a_websocket
@@ -31,7 +32,9 @@ from ._base import WebsocketMapperBase, not_a_websocket
 __all__ = ["ASGIWebsocket", "WebsocketMapper"]
 
 
-async def _serve(run: Callable[[Websocket], Any], ws: ASGIWebsocket) -> None:
+async def _serve(
+    run: Callable[[Websocket], Any], ws: ASGIWebsocket | RSGIWebsocket
+) -> None:
     """Run the view's coroutine (or plain call) for one connection, on the loop.
 
     A view that returns closes with ``1000``; one that raises with ``1011``
@@ -90,7 +93,8 @@ class WebsocketMapper(WebsocketMapperBase):
         def websocket_view(context: Any, request: Any) -> Any:
             # Pyramid's own tests call views with request=None: no websocket.
             ws = request.environ.get(WEBSOCKET_KEY) if request is not None else None
-            if not isinstance(ws, ASGIWebsocket):
+            # An ASGI server's connection, or granian's through aiopyramid.rsgi.
+            if not isinstance(ws, (ASGIWebsocket, RSGIWebsocket)):
                 return not_a_websocket()
             refusal = self.refuse_origin(request)
             if refusal is not None:
