@@ -125,6 +125,7 @@ async def serve_websocket(
         bridge.websockets -= 1
     if ws.accepted:
         await ws.close()  # the view returned without closing: 1000
+        ws.end()  # closed by the client: granian waits for this to end TCP
         if logger is not None:
             code = str(ws.close_code)
             logger(environ, code, [], 0, time.monotonic() - started_at)

@@ -60,6 +60,7 @@ class RSGIWebsocket:
         self.task = task
         self._transport: Any = None
         self._sending = asyncio.Lock()
+        self._ended = False
         #: Whether the handshake has been accepted.
         self.accepted = False
         #: Whether the connection is closed (by either side).
@@ -175,7 +176,21 @@ class RSGIWebsocket:
         if self.closed:
             return
         self._closed(code)
-        self.protocol.close(code)
+        self.end()
+
+    def end(self) -> None:
+        """Give the connection back to granian, once: it closes it and ends TCP.
+
+        granian ends TCP once both halves of the connection are gone: the
+        sending half goes back with ``close()``, the receiving half with
+        the transport object, dropped here rather than whenever the garbage
+        collector breaks the request's cycles (until then the socket would
+        stay open, in CLOSE_WAIT once the client has gone).
+        """
+        if not self._ended:
+            self._ended = True
+            self.protocol.close(self.close_code or 1000)
+            self._transport = None
 
     def _closed(self, code: int) -> None:
         self.closed = True
@@ -186,7 +201,7 @@ class RSGIWebsocket:
         self.timed_out = True
         if not self.closed:
             self._closed(1006)
-            self.protocol.close(1006)
+        self.end()
         task = self.task
         if task is not None and not task.done():
             task.cancel()
