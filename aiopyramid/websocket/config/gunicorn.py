@@ -1,4 +1,4 @@
-"""Websocket views served by ``AsyncGunicornWorker`` or any ASGI server.
+"""Websocket views served by ``AsyncGunicornWorker``, any ASGI server, or granian.
 
 The upgrade request reaches Pyramid through :mod:`aiopyramid.asgi` as a
 ``GET`` with its upgrade headers, so routes, traversal, predicates, tweens
@@ -12,7 +12,9 @@ handshake is refused with that response's status.
 The protocol itself (framing, ping/pong, size limits, compression) is the
 server's: the ``websockets`` library's sans-I/O protocol in the gunicorn
 worker (rather than gunicorn's own implementation; :doc:`/websockets`
-compares them), and under uvicorn.
+compares them), uvicorn's under uvicorn, and granian's own under its RSGI
+interface (:mod:`aiopyramid.rsgi`, whose ``ws`` is
+:class:`~aiopyramid.websocket._rsgi.RSGIWebsocket`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ async def _serve(
 
 
 class WebsocketMapper(WebsocketMapperBase):
-    """Map websocket views for ``AsyncGunicornWorker`` and ASGI servers.
+    """Map websocket views for ``AsyncGunicornWorker``, ASGI servers and RSGI.
 
     A view is a function taking the connection, ``view(ws)`` (``async def``,
     a legacy generator using ``yield from``, or plain), or a class made with
