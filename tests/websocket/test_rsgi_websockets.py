@@ -265,6 +265,7 @@ def test_the_send_deadline_ends_a_client_that_never_reads():
                     ),
                     30,
                 )
+                ws.transport.abort()  # not reading: no closing handshake
 
         run(main())
         wait_until(lambda: access_lines(server, "/ws/deluge")[-1:] == ["1006"])
