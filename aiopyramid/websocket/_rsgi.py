@@ -162,7 +162,11 @@ class RSGIWebsocket:
                     await self._transport.send_bytes(bytes(message))
             except RuntimeError as error:  # granian: the client is gone
                 self._closed(1006)
-                raise WebsocketClosed("the client went away") from error
+                # The mapper tells a client gone from a bug by an OSError
+                # cause (as ASGI servers raise): granian's ProtocolClosed is
+                # a RuntimeError, so it is handed on as a ConnectionError.
+                gone = ConnectionError(f"granian: {error}")
+                raise WebsocketClosed("the client went away") from gone
             finally:
                 if senders is not None:
                     senders.end(self)

@@ -233,6 +233,19 @@ def test_vanished_client_ends_the_view(server):
     wait_until(lambda: httpx.get(server.url + "/status").text != before)
 
 
+def test_push_to_a_vanished_client_ends_the_view_quietly(server):
+    """A view pushing to a client that vanished ends; no failure is logged."""
+
+    async def main():
+        async with connect(server.ws_url + "/ws/flood") as ws:
+            await ws.recv()
+            ws.transport.abort()
+
+    run(main())
+    wait_until(lambda: "flood" in httpx.get(server.url + "/events").text)
+    assert '"GET /ws/flood HTTP/1.1" failed' not in server.log()
+
+
 def test_the_websocket_budget_answers_503():
     """Past aiopyramid.websocket.max_connections a handshake gets 503 (granian
     sends no Retry-After)."""
