@@ -1,8 +1,8 @@
 """Autobahn|Testsuite's fuzzing client against the websocket echo, on each server.
 
-Run: ``python bench/autobahn.py --server worker`` (or ``uwsgi``, or
-``gunicorn-asgi``; a few minutes each).  Autobahn|Testsuite runs on Python
-2.7 only::
+Run: ``python bench/autobahn.py --server worker`` (or ``uwsgi``,
+``gunicorn-asgi`` or ``granian``; a few minutes each).  Autobahn|Testsuite
+runs on Python 2.7 only::
 
     ~/.pyenv/versions/2.7.18/bin/python -m pip install 'virtualenv<20.22'
     ~/.pyenv/versions/2.7.18/bin/python -m virtualenv .venv-autobahn
@@ -18,6 +18,10 @@ The servers, each serving ``/echo`` (the ``async def`` echo view of
 * ``gunicorn-asgi``: the same application through :mod:`aiopyramid.asgi` on
   gunicorn's own ``-k asgi`` worker and its websocket implementation, for
   comparison (no permessage-deflate there: 12 and 13 are left out);
+* ``granian``: the same application through :mod:`aiopyramid.rsgi` on
+  granian's RSGI interface (one worker, the asyncio loop), framed by
+  granian itself (12 and 13 are left out: granian does not negotiate
+  permessage-deflate);
 * ``uwsgi``: Debian's uWSGI with the configuration ``docs/uwsgi.rst`` shows
   (master process, one worker, ``asyncio = 50``, greenlet), plus
   ``websockets-max-size`` raised to 16 MiB + 1 KiB; it serves
@@ -47,6 +51,7 @@ from tests.harness.servers import (
     ARTIFACTS,
     ROOT,
     free_port,
+    granian_command,
     gunicorn_command,
     python_module,
     running,
@@ -90,6 +95,10 @@ def serve(kind: str, work: Path) -> Iterator[tuple[int, list[str]]]:
     bind = ("--bind", f"127.0.0.1:{port}")
     if kind == "worker":
         command = gunicorn_command(*bind, WORKER_APP)
+    elif kind == "granian":
+        command = granian_command(
+            "bench.websocket_apps:pyramid_rsgi", port, "--factory"
+        )
     else:
         command = python_module(
             "gunicorn",
@@ -111,7 +120,9 @@ def main() -> int:
         help="Autobahn|Testsuite's wstest (Python 2.7 virtualenv)",
     )
     parser.add_argument(
-        "--server", choices=["worker", "gunicorn-asgi", "uwsgi"], default="worker"
+        "--server",
+        choices=["worker", "gunicorn-asgi", "uwsgi", "granian"],
+        default="worker",
     )
     parser.add_argument("--cases", nargs="*", help="default: all that apply")
     parser.add_argument("--reports", help="default: test-artifacts/autobahn-SERVER")

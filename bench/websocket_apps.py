@@ -57,6 +57,14 @@ def pyramid_asgi() -> Any:
     return make_asgi_app(pyramid_app(deflate=False))
 
 
+def pyramid_rsgi() -> Any:
+    """The same application under granian's RSGI interface (``--factory``),
+    framed by granian; messages up to 16 MiB + 1 KiB (cases 9.1.6, 9.2.6)."""
+    from aiopyramid.rsgi import make_rsgi_app
+
+    return make_rsgi_app(pyramid_app(deflate=False, max_size=16 * 1024 * 1024 + 1024))
+
+
 async def asgi_echo(scope: Any, receive: Any, send: Any) -> None:
     """The echo as a bare ASGI application: uvicorn's own cost, without Pyramid."""
     if scope["type"] != "websocket":

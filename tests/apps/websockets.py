@@ -97,6 +97,15 @@ async def flood(ws):
         CLOSED.append("flood")
 
 
+async def deluge(ws):
+    """Push 64 KiB messages as fast as they are taken; note how it ended."""
+    try:
+        while True:
+            await ws.send(b"x" * 65536)
+    finally:
+        CLOSED.append("deluge")
+
+
 async def send_after_close(ws):
     """Close with a code, then try to send: the error names the code."""
     await ws.close(4002, "bye")
@@ -201,6 +210,7 @@ def main(global_config=None, **settings):
         ),
         "subscribe": (subscribe, WebsocketMapper),
         "flood": (flood, WebsocketMapper),
+        "deluge": (deluge, WebsocketMapper),
         "after_close": (send_after_close, WebsocketMapper),
         "fail": (fail, WebsocketMapper),
         "refuse_generator": (refuse_generator, None),
@@ -239,3 +249,21 @@ def with_settings(*pairs):
 
 app = main()
 asgi = make_asgi_app(app)
+
+
+def rsgi_app():
+    """The app under granian's RSGI interface (``granian --factory``).
+
+    Its settings come from ``AIOPYRAMID_TEST_WS_SETTINGS``, a JSON object
+    of settings, and its access lines go to the server's log.
+    """
+    import json
+    import logging
+    import os
+    import sys
+
+    from aiopyramid.rsgi import make_rsgi_app
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+    settings = json.loads(os.environ.get("AIOPYRAMID_TEST_WS_SETTINGS") or "{}")
+    return make_rsgi_app(main(**{"aiopyramid.access_log": "true", **settings}))

@@ -126,14 +126,24 @@ class RawClient:
         assert frame.opcode in (TEXT, BINARY) and frame.fin, frame
         return frame.opcode, bytes(frame.data)
 
-    def closed_with(self, timeout: float = WAIT) -> int:
-        """Read up to the server's close frame and the end of TCP: the code."""
+    def closed_with(self, timeout: float = WAIT, reset_ok: bool = False) -> int:
+        """Read up to the server's close frame and the end of TCP: the code.
+
+        ``reset_ok``: TCP may end with a reset after the close frame (a
+        server that ends TCP without waiting for the client's answer to
+        its close frame, or with frames of the client's unread, as
+        granian does).
+        """
         frame = self.frame(timeout)
         while frame is not None and frame.opcode is not CLOSE:
             frame = self.frame(timeout)
         assert frame is not None, "TCP closed without a close frame"
         code = Close.parse(frame.data).code
-        assert self.frame(timeout) is None, "more after the close frame"
+        try:
+            assert self.frame(timeout) is None, "more after the close frame"
+        except ConnectionResetError:
+            if not reset_ok:
+                raise
         return code
 
     def close(self) -> None:

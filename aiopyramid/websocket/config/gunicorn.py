@@ -1,4 +1,4 @@
-"""Websocket views served by ``AsyncGunicornWorker`` or any ASGI server.
+"""Websocket views served by ``AsyncGunicornWorker``, any ASGI server, or granian.
 
 The upgrade request reaches Pyramid through :mod:`aiopyramid.asgi` as a
 ``GET`` with its upgrade headers, so routes, traversal, predicates, tweens
@@ -12,7 +12,9 @@ handshake is refused with that response's status.
 The protocol itself (framing, ping/pong, size limits, compression) is the
 server's: the ``websockets`` library's sans-I/O protocol in the gunicorn
 worker (rather than gunicorn's own implementation; :doc:`/websockets`
-compares them), and under uvicorn.
+compares them), uvicorn's under uvicorn, and granian's own under its RSGI
+interface (:mod:`aiopyramid.rsgi`, whose ``ws`` is
+:class:`~aiopyramid.websocket._rsgi.RSGIWebsocket`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from ..._bridge import wait_for
 from .._asgi import WEBSOCKET_KEY, ASGIWebsocket
+from .._rsgi import RSGIWebsocket
 from ..exceptions import WebsocketClosed
 from ..interface import Websocket
 from ._base import WebsocketMapperBase, not_a_websocket
@@ -31,7 +34,9 @@ from ._base import WebsocketMapperBase, not_a_websocket
 __all__ = ["ASGIWebsocket", "WebsocketMapper"]
 
 
-async def _serve(run: Callable[[Websocket], Any], ws: ASGIWebsocket) -> None:
+async def _serve(
+    run: Callable[[Websocket], Any], ws: ASGIWebsocket | RSGIWebsocket
+) -> None:
     """Run the view's coroutine (or plain call) for one connection, on the loop.
 
     A view that returns closes with ``1000``; one that raises with ``1011``
@@ -60,7 +65,7 @@ async def _serve(run: Callable[[Websocket], Any], ws: ASGIWebsocket) -> None:
 
 
 class WebsocketMapper(WebsocketMapperBase):
-    """Map websocket views for ``AsyncGunicornWorker`` and ASGI servers.
+    """Map websocket views for ``AsyncGunicornWorker``, ASGI servers and RSGI.
 
     A view is a function taking the connection, ``view(ws)`` (``async def``,
     a legacy generator using ``yield from``, or plain), or a class made with
@@ -90,7 +95,8 @@ class WebsocketMapper(WebsocketMapperBase):
         def websocket_view(context: Any, request: Any) -> Any:
             # Pyramid's own tests call views with request=None: no websocket.
             ws = request.environ.get(WEBSOCKET_KEY) if request is not None else None
-            if not isinstance(ws, ASGIWebsocket):
+            # An ASGI server's connection, or granian's through aiopyramid.rsgi.
+            if not isinstance(ws, (ASGIWebsocket, RSGIWebsocket)):
                 return not_a_websocket()
             refusal = self.refuse_origin(request)
             if refusal is not None:
