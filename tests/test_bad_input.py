@@ -365,15 +365,11 @@ def test_oversized_input_is_refused_and_serving_goes_on(server, request_bytes, s
 
 @pytest.mark.server
 def test_malformed_and_oversized_frames_close_only_their_connection(server):
-    """A bad frame closes its websocket (1002), a huge one (1009); others go on."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidStatus
+    """A bad frame closes its websocket (1002), a huge one (1009); others go on.
 
-    if server.kind == "granian":
-        # Websockets are not served over RSGI yet: refused before any frame.
-        with pytest.raises(InvalidStatus, match="403"):
-            asyncio.run(asyncio.wait_for(connect(server.ws_url + "/ws/echo"), 20))
-        return
+    granian closes both without a code (RSGI gives none).
+    """
+    from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
     def raw_bad_frame() -> bytes:
@@ -413,9 +409,15 @@ def test_malformed_and_oversized_frames_close_only_their_connection(server):
             return code, closing, await bystander.recv()
 
     code, closing, after = asyncio.run(asyncio.wait_for(main(), 30 * UNIT))
+    assert after == "after"
+    if server.kind == "granian":
+        # granian's close frames carry no code (RSGI cannot give one), and it
+        # may reset TCP right after its close frame (docs/websockets.rst).
+        assert code == 1005
+        assert closing in (b"", b"\x88\x00")
+        return
     assert code == 1009
     assert closing[:1] == b"\x88" and int.from_bytes(closing[2:4], "big") == 1002
-    assert after == "after"
 
 
 @pytest.mark.server
