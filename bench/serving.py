@@ -126,6 +126,14 @@ def commands(port: int) -> dict[str, list[str]]:
             str(ACCESS_LOG),
             "bench.serving_apps:app",
         ],
+        # The worker with Python's own collector thresholds (as before 1.0's
+        # aiopyramid.gc_threshold), for the waits.
+        "aiopyramid-python-gc": [
+            *gunicorn,
+            "-k",
+            WORKER,
+            "bench.serving_apps:python_gc",
+        ],
         # Pyramid without aiopyramid (its plain view in the request's greenlet,
         # no thread) under the same worker: the floor the worker adds to.
         "pyramid-worker": [*gunicorn, "-k", WORKER, "bench.serving_apps:wsgi"],

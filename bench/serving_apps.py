@@ -31,9 +31,9 @@ def wait_plain(request):
     return Response("waited")
 
 
-def make_app(aiopyramid: bool = True):
+def make_app(aiopyramid: bool = True, **settings: str):
     """The Pyramid application, with or without aiopyramid included."""
-    config = Configurator()
+    config = Configurator(settings=settings)
     if aiopyramid:
         config.include("aiopyramid")
     views = {"plain": plain, "wait_plain": wait_plain}
@@ -49,6 +49,9 @@ def make_app(aiopyramid: bool = True):
 wsgi = make_app(aiopyramid=False)
 #: For AsyncGunicornWorker.
 app = make_app(aiopyramid=True)
+#: The same with Python's own collector thresholds in the worker (700, 10, 10),
+#: as before the worker raised the first one.
+python_gc = make_app(aiopyramid=True, **{"aiopyramid.gc_threshold": "0"})
 
 
 def bridge_app():

@@ -48,6 +48,13 @@ What this subclass adds is only what is aiopyramid's:
 * ``aiopyramid.gc_freeze`` (default true): once the application is loaded,
   what is alive is frozen out of the garbage collector (``gc.freeze()``),
   so that full collections stay short and do not hold the loop;
+* ``aiopyramid.gc_threshold`` (default 50000, ``0``: Python's own, 700):
+  the garbage collector's first threshold (``gc.set_threshold``), how many
+  more objects must be made than freed before the youngest generation is
+  collected.  With many requests waiting at once, Python's 700 collected
+  every few requests and promoted what the waiting requests held into
+  the oldest generation, whose full collections then held the loop for
+  tens of milliseconds (``docs/benchmarks.rst``);
 * the worker's loop is watched (``aiopyramid.watchdog.seconds``, default 1
   second): a loop held longer is logged, with the stack of what holds it,
   in gunicorn's error log while it is held.
@@ -83,6 +90,10 @@ from .._watchdog import ensure_watched
 from ..asgi import ASGIBridge, Limits, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
+
+#: The garbage collector's first threshold in the worker, unless the
+#: ``aiopyramid.gc_threshold`` setting says otherwise (Python's is 700).
+DEFAULT_GC_THRESHOLD = 50_000
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -130,6 +141,8 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     #: Writes the access log of plain HTTP/1 requests (``None``: it is off).
     access_log: AccessLog | None = None
     _backlog_restored = False
+    #: The collector's first threshold in this worker (``None``: Python's).
+    gc_threshold: int | None = DEFAULT_GC_THRESHOLD
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -195,6 +208,17 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
             # hold the loop (65 ms of a tutorial-shaped app, 10 ms after).
             gc.collect()
             gc.freeze()
+        if self.gc_threshold is not None:
+            # Python collects its youngest generation once 700 more objects
+            # were made than freed.  With a thousand requests waiting at once
+            # (80 objects each), that happened every 25 requests, and each
+            # collection moved what the waiting requests held to an older
+            # generation, so that a full collection, traversing all of it,
+            # came every 3,000 requests and held the loop 30-60 ms: 20-40 µs
+            # of CPU per request in all.  Objects freed by their reference
+            # count cost the collector nothing; a higher threshold only lets
+            # cyclic garbage (50,000 objects, a few MB) wait longer.
+            gc.set_threshold(self.gc_threshold, *gc.get_threshold()[1:])
         # The loop is final now (_choose_loop): watch it from its first turn,
         # as the application's aiopyramid.watchdog.seconds says.
         ensure_watched(getattr(self.wsgi, "registry", None), self.loop)
@@ -205,9 +229,18 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
                 self.access_log.flush()  # the lines of the last turn
 
     def _read_timeouts(self) -> None:
-        """The head deadline and the websocket settings, from the application's."""
+        """The head deadline, the collector's threshold and the websocket settings."""
         settings = self.app_settings()
         self.head_timeout = _seconds(settings, "aiopyramid.request_head_timeout", 30)
+        self.gc_threshold = limit_setting(
+            settings,
+            "aiopyramid.gc_threshold",
+            int,
+            DEFAULT_GC_THRESHOLD,
+            f"Write e.g. aiopyramid.gc_threshold = {DEFAULT_GC_THRESHOLD}, or 0 "
+            "to keep Python's own.",
+            what="a whole number, 0 or more",
+        )
         self.websocket_settings = Settings(
             max_size=self._websocket_max_size(settings),
             max_queue_bytes=limit_setting(
