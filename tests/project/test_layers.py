@@ -72,6 +72,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.websocket.config.gunicorn",
         "aiopyramid.websocket.config.uwsgi",
         "aiopyramid.websocket.config._uwsgi_connection",
+        "aiopyramid._granian",
         "aiopyramid.gunicorn",
         "aiopyramid.gunicorn.worker",
         "aiopyramid.gunicorn._protocol",
