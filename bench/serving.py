@@ -343,6 +343,13 @@ def main() -> None:
                 s,
             ),
             measure(
+                "aiopyramid-python-gc",
+                "  the same, Python's collector thresholds",
+                "/wait_coroutine",
+                connections,
+                s,
+            ),
+            measure(
                 "previous",
                 "previous worker, coroutine",
                 "/wait_coroutine",
