@@ -78,7 +78,7 @@ setup(
             "uvicorn>=0.30",
             "httptools>=0.6",
             "hypercorn>=0.17",
-            "granian>=1.6",
+            "granian>=2.8",
             "httpx>=0.27",
             "h11>=0.14",
             "h2>=4.1",

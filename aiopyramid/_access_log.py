@@ -10,20 +10,43 @@ Scope = dict[str, Any]
 access_log = logging.getLogger("aiopyramid.access")
 
 
-def log_environ(scope: Scope) -> dict[str, Any]:
-    """What an access line needs, for a request refused before its environ."""
-    client = scope.get("client") or ("-", 0)
-    query = scope.get("query_string", b"").decode("latin-1")
-    path = (scope.get("raw_path") or b"").decode("latin-1") or scope.get("path", "")
+def line_environ(
+    method: str,
+    target: str,
+    query: str,
+    http_version: str,
+    client: str | None,
+) -> dict[str, Any]:
+    """What an access line needs, for a request refused before its environ.
+
+    ``target`` is the request's path (its query, if any, is cut off: it is
+    ``query``); ``client`` the client's address, if known.
+    """
+    path = target.split("?", 1)[0]
     return {
-        "REQUEST_METHOD": scope.get("method", "GET"),
-        "RAW_URI": path.split("?", 1)[0] + ("?" + query if query else ""),
-        "PATH_INFO": scope.get("path", ""),
+        "REQUEST_METHOD": method,
+        "RAW_URI": path + ("?" + query if query else ""),
+        "PATH_INFO": path,
         "QUERY_STRING": query,
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
-        "REMOTE_ADDR": client[0],
-        "asgi.scope": scope,
+        "SERVER_PROTOCOL": "HTTP/" + http_version,
+        "REMOTE_ADDR": client or "-",
     }
+
+
+def log_environ(scope: Scope) -> dict[str, Any]:
+    """:func:`line_environ` of an ASGI scope (kept as ``asgi.scope``)."""
+    client = scope.get("client") or ("-", 0)
+    raw = (scope.get("raw_path") or b"").decode("latin-1")
+    environ = line_environ(
+        scope.get("method", "GET"),
+        raw or scope.get("path", ""),
+        scope.get("query_string", b"").decode("latin-1"),
+        scope.get("http_version", "1.1"),
+        client[0],
+    )
+    environ["PATH_INFO"] = scope.get("path", "")
+    environ["asgi.scope"] = scope
+    return environ
 
 
 def log_access(

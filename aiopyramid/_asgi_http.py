@@ -23,7 +23,7 @@ from typing import Any
 
 from ._access_log import log_environ
 from ._asgi_response import Response, Watch
-from ._environ import BadRequest, Limits, build_environ
+from ._environ import BadRequest, Limits, environ_of_scope
 from ._failures import report_failure
 from ._greenlets import run_in_child_greenlet
 from ._response import call_app, stream_async
@@ -93,7 +93,7 @@ class HTTPHalf:
             await response.refuse(503, "Service Unavailable: too many requests.")
             return None
         try:
-            environ = build_environ(scope, None, self.limits, self.header_map)
+            environ = environ_of_scope(scope, None, self.limits, self.header_map)
         except BadRequest as error:
             await response.refuse(400, f"Bad Request: {error}.")
             return None

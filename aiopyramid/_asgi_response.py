@@ -172,14 +172,16 @@ class Watch:
     Watching costs a task waiting on ``receive()``; it starts only for
     requests still running :data:`WATCH_AFTER` seconds after they began, which
     short requests (nearly all) never are.  Those are found by one timer per
-    loop (:class:`_Sweeper`), not one per request.
+    loop (:class:`_Sweeper`), not one per request.  ``peer`` is what says the
+    client left: the ASGI ``receive`` here; a server of another protocol
+    subclasses :meth:`gone` (the RSGI adapter's ``client_disconnect()``).
     """
 
-    __slots__ = ("__weakref__", "disconnected", "done", "receive", "task", "watcher")
+    __slots__ = ("__weakref__", "disconnected", "done", "peer", "task", "watcher")
 
-    def __init__(self, task: asyncio.Task[Any] | None, receive: Receive) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None, peer: Any) -> None:
         self.task = task
-        self.receive = receive
+        self.peer = peer
         self.done = False
         self.disconnected = False
         self.watcher: asyncio.Task[None] | None = None
@@ -193,10 +195,15 @@ class Watch:
         if not self.done and self.task is not None:
             self.watcher = asyncio.get_running_loop().create_task(self._watch())
 
-    async def _watch(self) -> None:
+    async def gone(self) -> None:
+        """Return once the client has gone (ASGI: its ``http.disconnect``)."""
+        receive: Receive = self.peer
         # The body has been read already, so this is the only reader.
-        while (await self.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
+
+    async def _watch(self) -> None:
+        await self.gone()
         if not self.done and self.task is not None:
             self.disconnected = True
             self.task.cancel(DISCONNECT_MESSAGE)  # thrown in as ClientDisconnected

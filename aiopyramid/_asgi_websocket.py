@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from ._access_log import log_environ
 from ._asgi_response import Response
-from ._environ import BadRequest, Limits, build_environ
+from ._environ import BadRequest, Limits, environ_of_scope
 from ._greenlets import run_in_child_greenlet
 from ._response import call_app, stream_async
 from ._types import (
@@ -108,7 +108,9 @@ class WebsocketHalf:
             await self._busy(send, denial, scope)
             return
         try:
-            environ = build_environ(scope, io.BytesIO(), self.limits, self.header_map)
+            environ = environ_of_scope(
+                scope, io.BytesIO(), self.limits, self.header_map
+            )
         except BadRequest:
             await send(_refusal())
             return

@@ -30,6 +30,9 @@ _BRIDGE_FILES = frozenset(
         "_asgi_http.py",
         "_asgi_websocket.py",
         "_asgi_response.py",
+        "rsgi.py",
+        "_rsgi_http.py",
+        "_rsgi_response.py",
         "_bridge.py",
         "_greenlets.py",
     )

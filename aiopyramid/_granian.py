@@ -204,7 +204,9 @@ def serve_granian(app: Any, global_conf: Mapping[str, str], **options: str) -> N
         # In each worker process, after the fork: its own RSGI application.
         from .rsgi import make_rsgi_app
 
-        return _Served(make_rsgi_app(app), threads)
+        # As gunicorn's workers say: one worker is one process.
+        return _Served(make_rsgi_app(app, multiprocess=workers > 1), threads)
 
+    workers = kwargs["workers"]
     server = Granian("aiopyramid", **kwargs)
     server.serve(target_loader=load, wrap_loader=False)

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import IO, Any
 
 from ._bridge import wait_for
 from ._types import Environ, Headers, WSGIApp
 
-__all__ = ["REASONS", "RETRY_AFTER", "WSGIResponse", "call_app", "stream_async"]
+__all__ = [
+    "REASONS",
+    "RETRY_AFTER",
+    "FileWrapper",
+    "WSGIResponse",
+    "call_app",
+    "stream_async",
+]
 
 log = logging.getLogger("aiopyramid.asgi")
 
@@ -132,6 +140,44 @@ class WSGIResponse:
         return True
 
 
+class FileWrapper:
+    """``wsgi.file_wrapper`` for servers that send a file themselves (PEP 3333).
+
+    Given by the RSGI adapter, which hands a whole file that Pyramid's
+    ``FileResponse`` wraps to granian's ``response_file``: the file's bytes
+    then never pass through Python.  Iterated like any body where that is
+    not possible (a file with no path, or not read from its start).
+    """
+
+    __slots__ = ("block_size", "filelike")
+
+    def __init__(self, filelike: IO[bytes], block_size: int = 8192) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def path(self) -> str | None:
+        """The path of a regular file read from its start; else ``None``."""
+        name = getattr(self.filelike, "name", None)
+        if not isinstance(name, str) or not os.path.isfile(name):
+            return None
+        try:
+            at_start = self.filelike.tell() == 0
+        except (AttributeError, OSError):
+            return None
+        return name if at_start else None
+
+    def __iter__(self) -> Iterator[bytes]:
+        read, size = self.filelike.read, self.block_size
+        while chunk := read(size):
+            yield chunk
+
+    def close(self) -> None:
+        """Close the file (PEP 3333: the server calls ``close``)."""
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
 def _sync_iterable(app_iter: Any) -> bool:
     return not (hasattr(app_iter, "__aiter__") and not hasattr(app_iter, "__iter__"))
 
@@ -139,13 +185,17 @@ def _sync_iterable(app_iter: Any) -> bool:
 def call_app(app: WSGIApp, environ: Environ, response: WSGIResponse) -> Any:
     """Call the application; stream a generated body from here.
 
-    Runs in the request's greenlet.  Lists (Pyramid's usual body) and async
-    iterables are handed back for the loop to send without further switches;
-    other iterables may run plain code that waits, so they are iterated
-    here, and ``None`` is returned.
+    Runs in the request's greenlet.  Lists (Pyramid's usual body), async
+    iterables and :class:`FileWrapper` files are handed back for the loop to
+    send without further switches; other iterables may run plain code that
+    waits, so they are iterated here, and ``None`` is returned.
     """
     app_iter = app(environ, response.start_response)
-    if type(app_iter) is list or not _sync_iterable(app_iter):
+    if (
+        type(app_iter) is list
+        or type(app_iter) is FileWrapper
+        or not _sync_iterable(app_iter)
+    ):
         return app_iter
     try:
         for chunk in app_iter:

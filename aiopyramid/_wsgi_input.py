@@ -1,4 +1,4 @@
-"""``wsgi.input`` for the ASGI bridge: the request body, read before the app runs.
+"""``wsgi.input`` for every server adapter: the request body, read before the app runs.
 
 The body is read on the loop, as the server delivers it, before the
 application is called: WSGI code (a coroutine view included, which runs on the
@@ -33,18 +33,42 @@ class BodyTimeout(Exception):
     """The client stopped sending its body for too long (answered 408)."""
 
 
+#: What a server's body reader gives: the next chunk and whether more follow,
+#: or ``None`` when the client left before the end.
+Chunks = Callable[[], Awaitable["tuple[bytes, bool] | None"]]
+
+
 async def read_body(
     receive: Receive,
     limit: int | None,
     spool_size: int = SPOOL_SIZE,
     timeout: float | None = None,
 ) -> tuple[IO[bytes], int] | None:
+    """:func:`read_chunks` from an ASGI ``receive`` callable."""
+
+    async def chunk() -> tuple[bytes, bool] | None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        return message.get("body", b""), bool(message.get("more_body", False))
+
+    return await read_chunks(chunk, limit, spool_size, timeout)
+
+
+async def read_chunks(
+    chunks: Chunks,
+    limit: int | None,
+    spool_size: int = SPOOL_SIZE,
+    timeout: float | None = None,
+) -> tuple[IO[bytes], int] | None:
     """Read the whole body; return the file (at its start) and its size.
 
-    Returns ``None`` if the client disconnected first.  Raises
-    :class:`BodyTooLarge` past ``limit`` bytes (``None``: no limit) and
-    :class:`BodyTimeout` when no part of the body arrives for ``timeout``
-    seconds (``None``: wait for ever).
+    ``chunks`` is called for each piece of it, as the server delivers them
+    (the ASGI bridge's ``receive``, granian's RSGI body iterator).  Returns
+    ``None`` if the client disconnected first.  Raises :class:`BodyTooLarge`
+    past ``limit`` bytes (``None``: no limit) and :class:`BodyTimeout` when
+    no part of the body arrives for ``timeout`` seconds (``None``: wait for
+    ever).
     """
     # Past the spool size the body moves to disk: memory stays bounded
     # whatever the upload's size.  (Writing to the temporary file lands in
@@ -58,15 +82,14 @@ async def read_body(
         try:
             # A stalled body would hold its connection, its spool and the
             # request for ever: bounded in time between two chunks.
-            message = await asyncio.wait_for(receive(), timeout)
+            piece = await asyncio.wait_for(chunks(), timeout)
         except asyncio.TimeoutError:
             target.close()
             raise BodyTimeout(timeout) from None
-        if message["type"] == "http.disconnect":
+        if piece is None:
             target.close()
             return None
-        chunk = message.get("body", b"")
-        more = bool(message.get("more_body", False))
+        chunk, more = piece
         size += len(chunk)
         if limit is not None and size > limit:
             target.close()

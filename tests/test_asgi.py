@@ -9,7 +9,7 @@ import pytest
 from pyramid.exceptions import ConfigurationError
 
 from aiopyramid import asgi
-from aiopyramid._environ import LimitExceeded, Limits, build_environ
+from aiopyramid._environ import LimitExceeded, Limits, environ_of_scope
 from tests.harness.raw_http import raw_get
 from tests.harness.servers import (
     UNIT,
@@ -271,13 +271,13 @@ def test_environ_limits_and_unix_socket_names():
         "client": None,
         "root_path": "",
     }
-    environ = build_environ(scope, None)
+    environ = environ_of_scope(scope, None)
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "81")
     assert "REMOTE_ADDR" not in environ
     scope["headers"] = [(b"host", b"[::1]")]
-    assert build_environ(scope, None)["SERVER_PORT"] == "80"
+    assert environ_of_scope(scope, None)["SERVER_PORT"] == "80"
     with pytest.raises(LimitExceeded, match="longer than 10 bytes"):
-        build_environ(scope, None, Limits(request_field_size=10))
+        environ_of_scope(scope, None, Limits(request_field_size=10))
     scope["raw_path"] = None
     scope["path"] = "/é"
-    assert build_environ(scope, None)["PATH_INFO"] == "/\xc3\xa9"
+    assert environ_of_scope(scope, None)["PATH_INFO"] == "/\xc3\xa9"

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from aiopyramid import asgi
-from aiopyramid._environ import BadRequest, build_environ
+from aiopyramid._environ import BadRequest, environ_of_scope
 
 
 def scope(headers=(), client=("127.0.0.1", 5000), kind="http", **extra) -> dict:
@@ -32,22 +32,22 @@ def scope(headers=(), client=("127.0.0.1", 5000), kind="http", **extra) -> dict:
 def test_underscore_names_follow_header_map():
     """drop (default) leaves them out, refuse raises, dangerous keeps them."""
     headers = [(b"x_forwarded_for", b"6.6.6.6"), (b"content_type", b"text/evil")]
-    environ = build_environ(scope(headers), None)
+    environ = environ_of_scope(scope(headers), None)
     assert "HTTP_X_FORWARDED_FOR" not in environ
     assert "HTTP_CONTENT_TYPE" not in environ and "CONTENT_TYPE" not in environ
     with pytest.raises(BadRequest, match="'x_forwarded_for' contains '_'"):
-        build_environ(scope(headers), None, header_map="refuse")
-    environ = build_environ(scope(headers), None, header_map="dangerous")
+        environ_of_scope(scope(headers), None, header_map="refuse")
+    environ = environ_of_scope(scope(headers), None, header_map="dangerous")
     assert environ["HTTP_X_FORWARDED_FOR"] == "6.6.6.6"
 
 
 def test_two_hosts_and_addresses():
     """Two Hosts raise; REMOTE_ADDR only from an IP address."""
     with pytest.raises(BadRequest, match="more than one Host"):
-        build_environ(scope([(b"host", b"evil.example")]), None)
-    assert build_environ(scope(client=("::1", 1)), None)["REMOTE_ADDR"] == "::1"
+        environ_of_scope(scope([(b"host", b"evil.example")]), None)
+    assert environ_of_scope(scope(client=("::1", 1)), None)["REMOTE_ADDR"] == "::1"
     for junk in ("<script>", "unknown", ""):
-        environ = build_environ(scope(client=(junk, 1)), None)
+        environ = environ_of_scope(scope(client=(junk, 1)), None)
         assert "REMOTE_ADDR" not in environ and "REMOTE_PORT" not in environ
 
 

@@ -1,5 +1,6 @@
 """Bad input: fuzzed requests through the ASGI bridge, oversized heads, bodies
-and frames, and slow clients under AsyncGunicornWorker."""
+and frames, and slow clients under AsyncGunicornWorker and under granian
+serving :func:`aiopyramid.rsgi.make_rsgi_app`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.harness.raw_http import exchange
 from tests.harness.servers import (
     UNIT,
     free_port,
+    granian_command,
     gunicorn_command,
     require_module,
     running,
@@ -297,16 +299,20 @@ def test_bridge_fuzzed_requests_through_pyramid(fuzz_loop):
 # -- under the worker ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server():
-    """The faults app (64 KiB websocket messages, 1 MiB bodies)."""
-    for name in ("gunicorn", "uvicorn", "httpx", "websockets"):
+@pytest.fixture(scope="module", params=["gunicorn", "granian"])
+def server(request):
+    """The faults app (64 KiB websocket messages, 1 MiB bodies), on each server."""
+    for name in ("gunicorn", "granian", "httpx", "websockets"):
         require_module(name)
     port = free_port()
-    command = gunicorn_command(
-        "--bind", f"127.0.0.1:{port}", "tests.harness.faults_app:main()"
-    )
+    if request.param == "granian":
+        command = granian_command("tests.harness.faults_app:rsgi", port, "--factory")
+    else:
+        command = gunicorn_command(
+            "--bind", f"127.0.0.1:{port}", "tests.harness.faults_app:main()"
+        )
     with running(command, port) as process:
+        process.kind = request.param
         yield process
 
 
@@ -344,8 +350,15 @@ def hello(port: int) -> bytes:
     ids=["request-line", "header-field", "megabyte-header", "too-many-headers", "body"],
 )
 def test_oversized_input_is_refused_and_serving_goes_on(server, request_bytes, status):
-    """Oversized lines get 414, headers 431 (gunicorn's parser), bodies 413."""
+    """Oversized lines get 414, headers 431 (gunicorn's parser), bodies 413.
+
+    granian's parser (hyper) answers 431 past its buffer or 100 fields, and
+    passes a long line or field on, which the adapter's head limits (those
+    of gunicorn, by default) answer 400.
+    """
     answer = exchange(server.port, request_bytes)
+    if server.kind == "granian" and len(request_bytes) < 2**20 and status != b"413":
+        status = b"431" if request_bytes.count(b"\r\n") > 100 else b"400"
     assert answer.split(b" ", 2)[1] == status, answer[:200]
     assert hello(server.port).endswith(b"Hello coroutine")
 
@@ -354,6 +367,13 @@ def test_oversized_input_is_refused_and_serving_goes_on(server, request_bytes, s
 def test_malformed_and_oversized_frames_close_only_their_connection(server):
     """A bad frame closes its websocket (1002), a huge one (1009); others go on."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    if server.kind == "granian":
+        # Websockets are not served over RSGI yet: refused before any frame.
+        with pytest.raises(InvalidStatus, match="403"):
+            asyncio.run(asyncio.wait_for(connect(server.ws_url + "/ws/echo"), 20))
+        return
     from websockets.exceptions import ConnectionClosed
 
     def raw_bad_frame() -> bytes:

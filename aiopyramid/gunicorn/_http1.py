@@ -25,7 +25,7 @@ import io
 import time
 from typing import Any
 
-from .._access_log import log_environ
+from .._access_log import line_environ
 from .._environ import BadRequest, build_environ
 from .._failures import report_failure
 from .._greenlets import run_in_child_greenlet
@@ -60,13 +60,12 @@ class DirectHTTP:
         access = worker.access_log
         started = time.monotonic() if access is not None else 0.0
         response = DirectResponse(self, request)
-        scope = self._scope(request, sockname, peername)
         environ: dict[str, Any] | None = None
         bridge.active += 1
         try:
             if self._pre_request is not None:  # type: ignore[attr-defined]
                 self._pre_request(worker, request)  # type: ignore[attr-defined]
-            environ = build_environ(scope, None, None, bridge.header_map)
+            environ = self._environ(request, sockname, peername, bridge.header_map)
             await self._respond(bridge, request, environ, response)
         except BadRequest as error:
             response.refuse(400, f"Bad Request: {error}.")
@@ -82,7 +81,7 @@ class DirectHTTP:
                 uncancel()
         except Exception as error:  # a gunicorn hook, or reading the body
             if environ is None:
-                environ = log_environ(scope)
+                environ = _line_environ(request, peername)
             report_failure(environ, error)
             if response.started:
                 response.close = True
@@ -92,7 +91,7 @@ class DirectHTTP:
             bridge.active -= 1
             self._serving = None
             if environ is None:
-                environ = log_environ(scope)
+                environ = _line_environ(request, peername)
             elif environ["wsgi.input"] is not None:
                 # None when the request was refused before its body (503).
                 environ["wsgi.input"].close()
@@ -108,21 +107,28 @@ class DirectHTTP:
                 self.log.exception("Exception in post_request hook")  # type: ignore[attr-defined]
         return response.started and not response.close and response.complete
 
-    def _scope(self, request: Any, sockname: Any, peername: Any) -> dict[str, Any]:
-        """``request`` as an ASGI scope, for the bridge's one environ builder."""
-        return {
-            "type": "http",
-            "http_version": "{}.{}".format(*request.version),
-            "method": request.method,
-            "scheme": request.scheme,
-            "path": request.path,
-            "raw_path": request.raw_path,
-            "query_string": request.query.encode("latin-1") if request.query else b"",
-            "root_path": self._root_path,  # type: ignore[attr-defined]
-            "headers": request.headers_bytes,
-            "server": sockname if type(sockname) is tuple else None,
-            "client": peername if type(peername) is tuple else None,
-        }
+    def _environ(
+        self, request: Any, sockname: Any, peername: Any, header_map: str
+    ) -> dict[str, Any]:
+        """The environ of gunicorn's parsed ``request``, from the one builder.
+
+        gunicorn's parser has applied its limits already (none here).
+        """
+        raw = request.raw_path
+        return build_environ(
+            request.method,
+            # Without the raw bytes, gunicorn's path is decoded: never twice.
+            raw or request.path,
+            request.query or "",
+            request.headers_bytes,
+            scheme=request.scheme,
+            http_version="{}.{}".format(*request.version),
+            root_path=self._root_path,  # type: ignore[attr-defined]
+            server=sockname if type(sockname) is tuple else None,
+            client=peername if type(peername) is tuple else None,
+            encoded=bool(raw),
+            header_map=header_map,
+        )
 
     async def _respond(
         self,
@@ -201,3 +207,15 @@ class DirectHTTP:
         if self._serving is not None and task is not None and not task.done():
             self._client_left = True
             task.cancel(DISCONNECT_MESSAGE)  # thrown in as ClientDisconnected
+
+
+def _line_environ(request: Any, peername: Any) -> dict[str, Any]:
+    """What the access line of a request refused before its environ needs."""
+    raw = request.raw_path
+    return line_environ(
+        request.method,
+        raw.decode("latin-1") if raw else request.path,
+        request.query or "",
+        "{}.{}".format(*request.version),
+        peername[0] if type(peername) is tuple else None,
+    )

@@ -21,6 +21,7 @@ from pyramid.config import Configurator
 from pyramid.response import Response
 
 from aiopyramid.asgi import make_asgi_app
+from aiopyramid.rsgi import make_rsgi_app
 from aiopyramid.websocket.config import WebsocketMapper
 
 #: Says in the server's log (its stderr) when a /sleep starts.
@@ -132,3 +133,10 @@ app = main(
     )
 )
 asgi = make_asgi_app(app)
+#: The RSGI application, for ``granian --interface rsgi tests.apps.attacks:rsgi``;
+#: ``AIOPYRAMID_TEST_MAX_CONCURRENCY`` is its request budget (the worker's
+#: ``--worker-connections``).
+rsgi = make_rsgi_app(
+    app,
+    max_concurrency=int(os.environ.get("AIOPYRAMID_TEST_MAX_CONCURRENCY") or 0),
+)

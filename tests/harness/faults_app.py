@@ -235,3 +235,10 @@ def main(global_config=None, **settings):
         config.add_route("echo", "/ws/echo")
         config.add_view(echo, route_name="echo", mapper=WebsocketMapper)
     return config.make_wsgi_app()
+
+
+def rsgi():
+    """The faults application for granian (``--interface rsgi --factory``)."""
+    from aiopyramid.rsgi import make_rsgi_app
+
+    return make_rsgi_app(main())

@@ -256,6 +256,39 @@ def gunicorn_command(*args: str) -> list[str]:
     )
 
 
+def granian_command(
+    target: str, port: int, *args: str, interface: str = "rsgi"
+) -> list[str]:
+    """Command line of granian serving ``target`` on ``127.0.0.1:port``.
+
+    One worker, on the ``interface`` given (RSGI unless said), with the
+    asyncio loop (the tests' servers all run on it unless they say).
+    """
+    return [
+        console_script("granian"),
+        "--interface",
+        interface,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--loop",
+        "asyncio",
+        *args,
+        target,
+    ]
+
+
+def granian(
+    target: str, *args: str, env: dict[str, str] | None = None, **options: Any
+) -> contextlib.AbstractContextManager[ServerProcess]:
+    """granian (:func:`granian_command`) on a free port for the block's duration."""
+    port = free_port()
+    return running(granian_command(target, port, *args), port, env=env, **options)
+
+
 def console_script(name: str) -> str:
     """Path of a console script installed next to this Python."""
     path = Path(sys.executable).with_name(name)

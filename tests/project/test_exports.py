@@ -59,6 +59,7 @@ PUBLIC = {
         "DEFAULT_MAX_WEBSOCKETS",
         "DEFAULT_SEND_TIMEOUT",
     ],
+    "aiopyramid.rsgi": ["make_rsgi_app", "RSGIApp"],
     "aiopyramid.gunicorn.worker": ["AsyncGunicornWorker"],
     "aiopyramid.pcreate": ["main", "Scaffold", "find_scaffolds"],
     "aiopyramid.broadcast": [

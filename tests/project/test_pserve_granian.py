@@ -8,6 +8,7 @@ checks also run in process, through :func:`aiopyramid._granian.granian_options`.
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -79,9 +80,8 @@ def test_pserve_serves_http2_over_tls_on_granian(tmp_path):
         tmp_path, port, ssl_certificate=certificate.name, ssl_keyfile=key.name
     )
     with pserve(ini, port) as process:
-        with httpx.Client(
-            verify=str(certificate), http2=True, timeout=10 * UNIT
-        ) as client:
+        trusted = ssl.create_default_context(cafile=str(certificate))
+        with httpx.Client(verify=trusted, http2=True, timeout=10 * UNIT) as client:
             response = client.get(f"https://127.0.0.1:{port}/ahello")
         assert response.text == "Hello coroutine"
         assert response.http_version == "HTTP/2"
