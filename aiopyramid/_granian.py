@@ -31,7 +31,9 @@ from typing import Any
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import falsey, truthy
 
-__all__ = ["OPTIONS", "granian_options", "serve_granian"]
+from ._collector import collector_settings, tune_collector
+
+__all__ = ["OPTIONS", "granian_options", "serve_granian", "served"]
 
 #: The options of the ``[server:main]`` section, and what each may be.
 OPTIONS = {
@@ -153,25 +155,51 @@ def granian_options(
 class _Served:
     """The RSGI application granian's workers run, with the plain views' pool.
 
-    ``__rsgi__`` is the application's own, so a request costs nothing more;
-    at the loop's start ``threads`` threads become its default executor, as
-    the gunicorn worker's ``threads`` do, before the application's own start.
+    ``__rsgi__`` is the application's own, so a request costs nothing more.
+    At the loop's start, before the application's own start, the collector
+    is set up as in the gunicorn worker (``aiopyramid.gc_freeze`` and
+    ``aiopyramid.gc_threshold``, see :mod:`aiopyramid._collector`) and
+    ``threads`` threads become the loop's default executor, as the worker's
+    ``threads`` do.
     """
 
-    def __init__(self, rsgi: Any, threads: int | None) -> None:
+    def __init__(
+        self, rsgi: Any, threads: int | None, settings: Mapping[str, Any]
+    ) -> None:
         self.__rsgi__ = rsgi.__rsgi__
         self._init: Callable[[Any], None] = getattr(
             rsgi, "__rsgi_init__", lambda loop: None
         )
         self.__rsgi_del__ = getattr(rsgi, "__rsgi_del__", lambda loop: None)
         self.threads = threads
+        self.collector = collector_settings(settings)
 
     def __rsgi_init__(self, loop: Any) -> None:
+        tune_collector(*self.collector)
         if self.threads is not None:
             loop.set_default_executor(
                 ThreadPoolExecutor(self.threads, thread_name_prefix="aiopyramid")
             )
         self._init(loop)
+
+
+def served_settings(app: Any) -> Mapping[str, Any]:
+    """The Pyramid application's settings (empty for other WSGI applications)."""
+    registry = getattr(app, "registry", None)
+    return getattr(registry, "settings", None) or {}
+
+
+def served(app: Any, threads: int | None = None, workers: int = 1) -> Any:
+    """The RSGI application a granian worker of ``pserve`` runs for ``app``.
+
+    Also for ``granian --interface rsgi --factory``, as ``bench/serving.py``
+    does, to measure what ``pserve`` serves.
+    """
+    from .rsgi import make_rsgi_app
+
+    # As gunicorn's workers say: one worker is one process.
+    rsgi = make_rsgi_app(app, multiprocess=workers > 1)
+    return _Served(rsgi, threads, served_settings(app))
 
 
 def serve_granian(app: Any, global_conf: Mapping[str, str], **options: str) -> None:
@@ -181,6 +209,8 @@ def serve_granian(app: Any, global_conf: Mapping[str, str], **options: str) -> N
     module's documentation for the options.
     """
     kwargs, threads = granian_options(options, global_conf.get("here", "."))
+    settings = served_settings(app)
+    collector_settings(settings)  # a bad value stops pserve now, not a worker
     try:
         from granian import Granian
     except ImportError as error:
@@ -202,10 +232,7 @@ def serve_granian(app: Any, global_conf: Mapping[str, str], **options: str) -> N
 
     def load(*args: Any) -> Any:  # granian types it as a callable
         # In each worker process, after the fork: its own RSGI application.
-        from .rsgi import make_rsgi_app
-
-        # As gunicorn's workers say: one worker is one process.
-        return _Served(make_rsgi_app(app, multiprocess=workers > 1), threads)
+        return served(app, threads, workers)
 
     workers = kwargs["workers"]
     server = Granian("aiopyramid", **kwargs)

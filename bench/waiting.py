@@ -18,7 +18,7 @@ request, for:
 each under three garbage collector settings, what is alive at the start
 frozen (as the worker does): Python's own thresholds (700, 10, 10), the
 collector off (what the rest costs), and the worker's first threshold
-(:data:`aiopyramid.gunicorn.worker.DEFAULT_GC_THRESHOLD`).
+(:data:`aiopyramid._collector.DEFAULT_GC_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def worker_path(raw: bytes) -> Callable[[], Callable[[], Callable[[], Awaitable[
 
 
 async def measure() -> None:
-    from aiopyramid.gunicorn.worker import DEFAULT_GC_THRESHOLD
+    from aiopyramid._collector import DEFAULT_GC_THRESHOLD
 
     rows = [
         ("bare task, await sleep(0.1)", bare_sleep),

@@ -63,7 +63,6 @@ What this subclass adds is only what is aiopyramid's:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -85,15 +84,12 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from pyramid.settings import asbool
 
+from .._collector import DEFAULT_GC_THRESHOLD, collector_settings, tune_collector
 from .._settings import limit_setting, positive_setting
 from .._watchdog import ensure_watched
 from ..asgi import ASGIBridge, Limits, make_asgi_app
 
 __all__ = ["AsyncGunicornWorker"]
-
-#: The garbage collector's first threshold in the worker, unless the
-#: ``aiopyramid.gc_threshold`` setting says otherwise (Python's is 700).
-DEFAULT_GC_THRESHOLD = 50_000
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -141,6 +137,8 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     #: Writes the access log of plain HTTP/1 requests (``None``: it is off).
     access_log: AccessLog | None = None
     _backlog_restored = False
+    #: Whether what is alive once the application is loaded is frozen.
+    gc_freeze: bool = True
     #: The collector's first threshold in this worker (``None``: Python's).
     gc_threshold: int | None = DEFAULT_GC_THRESHOLD
 
@@ -201,24 +199,10 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         # our subclass, in this worker process only (the arbiter forked it);
         # tests/gunicorn/test_hooks.py fails if `_serve` stops using it.
         gasgi.ASGIProtocol = Protocol
-        if _flag(self.setting("aiopyramid.gc_freeze"), True):
-            # Everything alive now (modules, Pyramid's configuration,
-            # SQLAlchemy's mappers) lives as long as the worker: moved out of
-            # the collector's reach, it no longer makes each full collection
-            # hold the loop (65 ms of a tutorial-shaped app, 10 ms after).
-            gc.collect()
-            gc.freeze()
-        if self.gc_threshold is not None:
-            # Python collects its youngest generation once 700 more objects
-            # were made than freed.  With a thousand requests waiting at once
-            # (80 objects each), that happened every 25 requests, and each
-            # collection moved what the waiting requests held to an older
-            # generation, so that a full collection, traversing all of it,
-            # came every 3,000 requests and held the loop 30-60 ms: 20-40 µs
-            # of CPU per request in all.  Objects freed by their reference
-            # count cost the collector nothing; a higher threshold only lets
-            # cyclic garbage (50,000 objects, a few MB) wait longer.
-            gc.set_threshold(self.gc_threshold, *gc.get_threshold()[1:])
+        # What is alive now lives as long as the worker: out of the
+        # collector's reach; and a first threshold for many requests waiting
+        # at once (aiopyramid._collector says why).
+        tune_collector(self.gc_freeze, self.gc_threshold)
         # The loop is final now (_choose_loop): watch it from its first turn,
         # as the application's aiopyramid.watchdog.seconds says.
         ensure_watched(getattr(self.wsgi, "registry", None), self.loop)
@@ -232,15 +216,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         """The head deadline, the collector's threshold and the websocket settings."""
         settings = self.app_settings()
         self.head_timeout = _seconds(settings, "aiopyramid.request_head_timeout", 30)
-        self.gc_threshold = limit_setting(
-            settings,
-            "aiopyramid.gc_threshold",
-            int,
-            DEFAULT_GC_THRESHOLD,
-            f"Write e.g. aiopyramid.gc_threshold = {DEFAULT_GC_THRESHOLD}, or 0 "
-            "to keep Python's own.",
-            what="a whole number, 0 or more",
-        )
+        self.gc_freeze, self.gc_threshold = collector_settings(settings)
         self.websocket_settings = Settings(
             max_size=self._websocket_max_size(settings),
             max_queue_bytes=limit_setting(

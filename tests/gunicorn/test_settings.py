@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from aiopyramid._collector import DEFAULT_GC_THRESHOLD
 from tests.harness.servers import (
     UNIT,
     free_port,
@@ -217,10 +218,9 @@ def collector_of(process) -> dict:
 
 def test_the_worker_raises_the_collectors_first_threshold():
     """By default the youngest generation waits for 50,000 objects, not 700."""
-    worker = import_required("aiopyramid.gunicorn.worker")
     with serve() as process:
         seen = collector_of(process)
-    assert seen["threshold"][0] == worker.DEFAULT_GC_THRESHOLD
+    assert seen["threshold"][0] == DEFAULT_GC_THRESHOLD
     assert seen["threshold"][1:] == [10, 10]  # the older ones are Python's
     assert seen["frozen"] > 0  # aiopyramid.gc_freeze, on by default
 

@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid._unwrap",
         "aiopyramid._slow_views",
         "aiopyramid._settings",
+        "aiopyramid._collector",
         "aiopyramid._startup",
         "aiopyramid._failures",
         "aiopyramid._access_log",

@@ -166,3 +166,37 @@ def test_good_options_become_granians(tmp_path):
     assert kwargs["http"] == constants.HTTPModes.http2
     assert (kwargs["ssl_cert"], kwargs["ssl_key"]) == (certificate, key)
     assert kwargs["log_access"] is True
+
+
+def test_the_served_application_sets_up_its_workers_loop(tmp_path):
+    """At the loop's start: the collector as in the worker, threads for plain views."""
+    import asyncio
+    import gc
+    import threading
+
+    granian_server = import_required("aiopyramid._granian")
+    import_required("aiopyramid.rsgi")
+    from pyramid.config import Configurator
+
+    settings = {"aiopyramid.gc_freeze": "false", "aiopyramid.gc_threshold": "4321"}
+    with Configurator(settings=settings) as config:
+        config.include("aiopyramid")
+    application = granian_server.served(config.make_wsgi_app(), threads=3)
+    loop = asyncio.new_event_loop()
+    before = gc.get_threshold()
+    try:
+        application.__rsgi_init__(loop)
+        assert gc.get_threshold()[0] == 4321
+        names = loop.run_until_complete(
+            asyncio.gather(
+                *[
+                    loop.run_in_executor(None, lambda: threading.current_thread().name)
+                    for _ in range(3)
+                ]
+            )
+        )
+        assert all(name.startswith("aiopyramid") for name in names)
+        application.__rsgi_del__(loop)
+    finally:
+        gc.set_threshold(*before)
+        loop.close()
