@@ -54,6 +54,24 @@ app = make_app(aiopyramid=True)
 python_gc = make_app(aiopyramid=True, **{"aiopyramid.gc_threshold": "0"})
 
 
+#: With aiopyramid.mode = greenlet: plain views in the request's greenlet.
+greenlet_app = make_app(aiopyramid=True, **{"aiopyramid.mode": "greenlet"})
+
+
+def rsgi_app():
+    """The application as pserve's granian runner serves it, for granian --factory."""
+    from aiopyramid._granian import served
+
+    return served(app)
+
+
+def rsgi_greenlet_app():
+    """The same in greenlet mode."""
+    from aiopyramid._granian import served
+
+    return served(greenlet_app)
+
+
 def bridge_app():
     """The same application through aiopyramid's ASGI bridge, for uvicorn."""
     from aiopyramid.asgi import make_asgi_app
