@@ -96,6 +96,17 @@ def _file(options: Mapping[str, str], name: str, here: Path) -> Path | None:
     return path
 
 
+def _require_granian() -> None:
+    """Import granian, or say which extra installs it."""
+    try:
+        import granian  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"egg:aiopyramid#granian needs granian 2.8 or later ({error}). "
+            "Install it with `pip install aiopyramid[granian]`."
+        ) from error
+
+
 def granian_options(
     options: Mapping[str, str], here: str | Path = "."
 ) -> tuple[dict[str, Any], int | None]:
@@ -112,6 +123,7 @@ def granian_options(
             f"egg:aiopyramid#granian has no option {', '.join(unknown)} in "
             f"[server:main]; its options are {', '.join(OPTIONS)}."
         )
+    _require_granian()
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
 
@@ -211,13 +223,8 @@ def serve_granian(app: Any, global_conf: Mapping[str, str], **options: str) -> N
     kwargs, threads = granian_options(options, global_conf.get("here", "."))
     settings = served_settings(app)
     collector_settings(settings)  # a bad value stops pserve now, not a worker
-    try:
-        from granian import Granian
-    except ImportError as error:
-        raise ImportError(
-            f"egg:aiopyramid#granian needs granian ({error}). Install it with "
-            "`pip install aiopyramid[granian]`."
-        ) from error
+    from granian import Granian
+
     if multiprocessing.get_start_method() != "fork":
         # granian's workers are processes: a forked one inherits the loaded
         # application, a spawned one would have to load it again, from a

@@ -338,7 +338,7 @@ def main() -> None:
         measure("granian", "granian RSGI, plain view (executor)", "/plain", 50, s),
         measure(
             "granian-greenlet",
-            "granian RSGI, plain view (greenlet mode)",
+            "granian RSGI, plain (greenlet mode)",
             "/plain",
             50,
             s,
@@ -382,7 +382,7 @@ def main() -> None:
             ),
             measure(
                 "aiopyramid-python-gc",
-                "  the same, Python's collector thresholds",
+                "  the same, Python's GC thresholds",
                 "/wait_coroutine",
                 connections,
                 s,

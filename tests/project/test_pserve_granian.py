@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,11 @@ def test_the_served_application_sets_up_its_workers_loop(tmp_path):
     finally:
         gc.set_threshold(*before)
         loop.close()
+
+
+def test_without_granian_the_error_names_the_extra(monkeypatch):
+    """granian missing: the error says which extra installs it."""
+    granian_server = import_required("aiopyramid._granian")
+    monkeypatch.setitem(sys.modules, "granian", None)  # import granian fails
+    with pytest.raises(ImportError, match=r"pip install aiopyramid\[granian\]"):
+        granian_server.granian_options({"port": "8000"})
