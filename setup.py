@@ -59,7 +59,11 @@ setup(
     exclude_package_data={"aiopyramid.scaffolds": ["*.pyc"]},
     zip_safe=False,
     install_requires=["pyramid>=2.0", "greenlet>=3", "jinja2>=3"],
-    entry_points={"console_scripts": ["pcreate = aiopyramid.pcreate:main"]},
+    entry_points={
+        "console_scripts": ["pcreate = aiopyramid.pcreate:main"],
+        # pserve's `use = egg:aiopyramid#granian` in [server:main].
+        "paste.server_runner": ["granian = aiopyramid._granian:serve_granian"],
+    },
     extras_require={
         "testing": [
             "pytest>=8",

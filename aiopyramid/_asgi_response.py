@@ -177,7 +177,7 @@ class Watch:
     subclasses :meth:`gone` (the RSGI adapter's ``client_disconnect()``).
     """
 
-    __slots__ = ("__weakref__", "disconnected", "done", "peer", "task", "watcher")
+    __slots__ = ("disconnected", "done", "peer", "sweeper", "task", "watcher")
 
     def __init__(self, task: asyncio.Task[Any] | None, peer: Any) -> None:
         self.task = task
@@ -185,10 +185,16 @@ class Watch:
         self.done = False
         self.disconnected = False
         self.watcher: asyncio.Task[None] | None = None
+        self.sweeper: _Sweeper | None = None
 
-    def start(self) -> None:
-        """Begin: watch from :data:`WATCH_AFTER` seconds on, if still running."""
-        _Sweeper.of(asyncio.get_running_loop()).add(self)
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Begin: watch from :data:`WATCH_AFTER` seconds on, if still running.
+
+        ``loop`` is the running loop (looked up if not given).  :meth:`stop`
+        must follow, as the request ends, whatever became of it.
+        """
+        self.sweeper = _Sweeper.of(loop or asyncio.get_running_loop())
+        self.sweeper.add(self)
 
     def arm(self) -> None:
         """Start watching, unless the request is already done."""
@@ -211,6 +217,9 @@ class Watch:
     def stop(self) -> None:
         """The request is over: stop watching."""
         self.done = True
+        if self.sweeper is not None:
+            self.sweeper.pending.pop(self, None)
+            self.sweeper = None
         if self.watcher is not None:
             self.watcher.cancel()
 
@@ -219,26 +228,34 @@ class _Sweeper:
     """Arms the watches of requests that have run :data:`WATCH_AFTER` seconds.
 
     One per loop, with one timer while requests are pending: starting and
-    ending a request costs a dictionary entry, not a timer of its own.
+    ending a request costs a dictionary entry, not a timer of its own.  The
+    entry is a plain one, taken out by :meth:`Watch.stop`: a weak one cost
+    a weak reference and its callback per request, a measurable share of a
+    hello's cost on granian (docs/benchmarks.rst).
     """
 
     _of: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweeper]] = (
         weakref.WeakKeyDictionary()
     )
+    #: The sweeper found last: a loop serves many requests in a row, and the
+    #: weak dictionary's lookup makes a weak reference each time.
+    _last: ClassVar[_Sweeper | None] = None
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         #: Watches not armed yet, oldest first, with when they started.
-        self.pending: weakref.WeakKeyDictionary[Watch, float] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.pending: dict[Watch, float] = {}
         self.timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Sweeper:
+        sweeper = cls._last
+        if sweeper is not None and sweeper.loop is loop:
+            return sweeper
         sweeper = cls._of.get(loop)
         if sweeper is None:
             sweeper = cls._of[loop] = cls(loop)
+        cls._last = sweeper
         return sweeper
 
     def add(self, watch: Watch) -> None:

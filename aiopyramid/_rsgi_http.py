@@ -41,14 +41,23 @@ log = logging.getLogger("aiopyramid.rsgi")
 _VERSIONS = {"1": "1.0", "1.0": "1.0", "1.1": "1.1", "2": "2", "3": "3"}
 
 
+#: Addresses seen before, as pairs: a connection's requests repeat its
+#: client's address, and every request the server's.
+_addresses: dict[str, tuple[str, int] | None] = {}
+
+
 def _address(text: str | None) -> tuple[str, int] | None:
     """An RSGI address (``"host:port"``, ``"[v6]:port"``) as a pair."""
     if not text:
         return None
-    host, _, port = text.rpartition(":")
-    if not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)
+    pair = _addresses.get(text)
+    if pair is None:
+        host, _, port = text.rpartition(":")
+        pair = (host.strip("[]"), int(port)) if port.isdigit() else None
+        if len(_addresses) >= 1024:  # bounded: one entry per client port
+            _addresses.clear()
+        _addresses[text] = pair
+    return pair
 
 
 def environ_of_rsgi(
@@ -132,12 +141,18 @@ class _Body:
 
 async def serve_http(bridge: Any, root_path: str, scope: Any, protocol: Any) -> None:
     """Serve one RSGI ``http`` scope with ``bridge``'s application and settings."""
-    logger = bridge.access_logger
-    started_at = time.monotonic() if logger is not None else 0.0
     response = RSGIResponse(protocol, bridge.senders, asyncio.current_task())
+    logger = bridge.access_logger
+    bridge.active += 1
+    if logger is None:  # no line to write: nothing to time or to keep
+        try:
+            await _serve(bridge, root_path, scope, protocol, response)
+        finally:
+            bridge.active -= 1
+        return
+    started_at = time.monotonic()
     environ: Environ | None = None
     ended = "499 Client Closed Request"  # unless something else is known
-    bridge.active += 1
     try:
         environ = await _serve(bridge, root_path, scope, protocol, response)
     except Exception:
@@ -145,16 +160,15 @@ async def serve_http(bridge: Any, root_path: str, scope: Any, protocol: Any) -> 
         raise
     finally:
         bridge.active -= 1
-        if logger is not None:
-            # Every request gets its line: refusals, errors and requests
-            # whose client left included.
-            logger(
-                environ if environ is not None else line_environ_of_rsgi(scope),
-                (response.status if response.started else None) or ended,
-                response.headers if response.started else [],
-                response.sent,
-                time.monotonic() - started_at,
-            )
+        # Every request gets its line: refusals, errors and requests whose
+        # client left included.
+        logger(
+            environ if environ is not None else line_environ_of_rsgi(scope),
+            (response.status if response.started else None) or ended,
+            response.headers if response.started else [],
+            response.sent,
+            time.monotonic() - started_at,
+        )
 
 
 async def _serve(
@@ -172,20 +186,28 @@ async def _serve(
         return None
     environ["wsgi.multiprocess"] = bridge.multiprocess
     environ["wsgi.file_wrapper"] = FileWrapper
-    if not await _read_body(bridge, scope, protocol, environ, response):
+    if not _has_body(scope, environ):
+        # Most requests: nothing to wait for, so no coroutine to await.
+        environ["wsgi.input"] = io.BytesIO()
+    elif not await _read_body(bridge, protocol, environ, response):
         return environ
     # Read already and rewound: WebOb need not copy it again to seek.
     environ["webob.is_body_seekable"] = True
-    task = asyncio.current_task()
+    task = response.task
+    loop = task.get_loop() if task is not None else None
     # The loop is watched from __rsgi_init__; on a loop already known, this
     # is a set lookup (and covers a server that never calls it).
-    ensure_watched(bridge.registry, task.get_loop() if task else None)
+    ensure_watched(bridge.registry, loop)
     watch = RSGIWatch(task, protocol)
-    watch.start()
+    watch.start(loop)
     try:
         result = await run_in_child_greenlet(call_app, bridge.app, environ, response)
         if type(result) is list:
-            await response.send_body(b"".join(result), False)
+            if response.transport is None and not response.discard:
+                # Pyramid's body: out with its head in one call, no await.
+                response.send_whole(b"".join(result))
+            else:  # after write(): the end of a stream
+                await response.send_body(b"".join(result), False)
         elif type(result) is FileWrapper:
             await _send_file(result, response)
         elif result is not None:
@@ -214,22 +236,23 @@ async def _serve(
     return environ
 
 
+def _has_body(scope: Any, environ: Environ) -> bool:
+    """Whether the request has a body to read."""
+    declared = environ.get("CONTENT_LENGTH")
+    if declared is not None:
+        return bool(declared != "0")
+    # HTTP/2 and 3 may send a body with neither header.
+    return "HTTP_TRANSFER_ENCODING" in environ or (
+        scope.http_version not in ("1", "1.0", "1.1")
+        and environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS")
+    )
+
+
 async def _read_body(
-    bridge: Any, scope: Any, protocol: Any, environ: Environ, response: RSGIResponse
+    bridge: Any, protocol: Any, environ: Environ, response: RSGIResponse
 ) -> bool:
     """Put the body in ``wsgi.input``; ``False`` if refused or the client left."""
     declared = environ.get("CONTENT_LENGTH")
-    if declared is not None:
-        has_body = declared != "0"
-    else:
-        # HTTP/2 and 3 may send a body with neither header.
-        has_body = "HTTP_TRANSFER_ENCODING" in environ or (
-            scope.http_version not in ("1", "1.0", "1.1")
-            and environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS")
-        )
-    if not has_body:
-        environ["wsgi.input"] = io.BytesIO()
-        return True
     limit = bridge.max_body_size
     length = int(declared) if declared is not None and declared.isdigit() else None
     if limit is not None and length is not None and length > limit:

@@ -71,13 +71,11 @@ class RSGIResponse(WSGIResponse):
             return
         transport = self.transport
         if transport is None:
+            if not more:
+                self.send_whole(data)
+                return
             head = self._head()
             if head is None:
-                return
-            if not more:
-                self.sent = len(data)
-                self.discard = True  # all of it is out
-                self.protocol.response_bytes(head[0], head[1], data)
                 return
             transport = self.transport = self.protocol.response_stream(*head)
         self.sent += len(data)
@@ -86,6 +84,14 @@ class RSGIResponse(WSGIResponse):
                 await self._put(transport, piece)
         if not more:
             self.discard = True  # the stream ends when the request's task does
+
+    def send_whole(self, data: bytes) -> None:
+        """Send ``data`` as the whole body, with the head: one call, no wait."""
+        head = self._head()
+        if head is not None:
+            self.sent = len(data)
+            self.discard = True  # all of it is out
+            self.protocol.response_bytes(head[0], head[1], data)
 
     async def _put(self, transport: Any, piece: bytes) -> None:
         """Hand ``piece`` to the server, under the send deadline."""

@@ -15,17 +15,22 @@ Measured in one run:
    ``--previous``, extracted with ``git archive``); the coroutine view
    through the same bridge on uvicorn (``make_asgi_app``, httptools);
    gunicorn ``sync`` and ``gthread``; uWSGI (no asyncio plugin); Starlette
-   on uvicorn;
+   on uvicorn; and granian's RSGI interface (``--interface rsgi``, the application as
+   ``pserve``'s ``egg:aiopyramid#granian`` serves it, through
+   :func:`aiopyramid.rsgi.make_rsgi_app`): a coroutine view, a plain view in
+   the executor, and a plain view with ``aiopyramid.mode = greenlet``;
 2. a 100 ms wait at 200 and 1,000 connections: a coroutine view awaiting
-   ``asyncio.sleep(0.1)`` through the worker (and the previous one),
-   ``gthread`` with 150 threads (``time.sleep``), Starlette awaiting the same
-   sleep.
+   ``asyncio.sleep(0.1)`` through the worker (again with Python's own
+   collector thresholds, ``aiopyramid.gc_threshold = 0``; and the previous
+   worker), ``gthread`` with 150 threads (``time.sleep``), granian RSGI,
+   Starlette awaiting the same sleep.
 
 CPU µs/request comes from the server processes' own accounting
 (``/proc/<pid>/stat``), the figure noise disturbs least; ``CPU x Starlette``
 compares it with Starlette's (issue 16's targets: the worker's coroutine
 view at most 1.3, its plain view at most 2.2; the access log at most 1.05
-times the same without it).  Loopback only; about four minutes.
+times the same without it; issue 23's for granian).  Loopback only; about
+six minutes.
 """
 
 from __future__ import annotations
@@ -115,6 +120,21 @@ def commands(port: int) -> dict[str, list[str]]:
         "--log-level",
         "warning",
     ]
+    granian = [
+        str(BIN / "granian"),
+        "--interface",
+        "rsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--factory",
+    ]
     return {
         "aiopyramid": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
         # The same, writing gunicorn's access log (its default format) to a file.
@@ -125,6 +145,14 @@ def commands(port: int) -> dict[str, list[str]]:
             "--access-logfile",
             str(ACCESS_LOG),
             "bench.serving_apps:app",
+        ],
+        # The worker with Python's own collector thresholds (as before 1.0's
+        # aiopyramid.gc_threshold), for the waits.
+        "aiopyramid-python-gc": [
+            *gunicorn,
+            "-k",
+            WORKER,
+            "bench.serving_apps:python_gc",
         ],
         # Pyramid without aiopyramid (its plain view in the request's greenlet,
         # no thread) under the same worker: the floor the worker adds to.
@@ -153,6 +181,10 @@ def commands(port: int) -> dict[str, list[str]]:
             "--die-on-term",
         ],
         "starlette": [*uvicorn, "bench.serving_apps:starlette"],
+        # granian's RSGI interface, the application as pserve's runner
+        # (use = egg:aiopyramid#granian) serves it.
+        "granian": [*granian, "bench.serving_apps:rsgi_app"],
+        "granian-greenlet": [*granian, "bench.serving_apps:rsgi_greenlet_app"],
     }
 
 
@@ -302,6 +334,15 @@ def main() -> None:
         measure("sync", "gunicorn sync", "/plain", 50, s),
         measure("gthread", "gunicorn gthread", "/plain", 50, s),
         measure("uwsgi", "uWSGI", "/plain", 50, s),
+        measure("granian", "granian RSGI, coroutine view", "/coroutine", 50, s),
+        measure("granian", "granian RSGI, plain view (executor)", "/plain", 50, s),
+        measure(
+            "granian-greenlet",
+            "granian RSGI, plain (greenlet mode)",
+            "/plain",
+            50,
+            s,
+        ),
         measure("starlette", "Starlette on uvicorn", "/coroutine", 50, s),
     ]
     table(
@@ -325,11 +366,23 @@ def main() -> None:
         "issue 16's targets, CPU x Starlette: coroutine view at most 1.3, "
         "plain view at most 2.2"
     )
+    print(
+        "issue 23's targets on granian, CPU x Starlette: coroutine view at most "
+        "0.9, plain view (executor) at most 1.6, plain view (greenlet mode) at "
+        "most 0.9"
+    )
     for connections in (200, 1000):
         waits = [
             measure(
                 "aiopyramid",
                 "aiopyramid worker, coroutine",
+                "/wait_coroutine",
+                connections,
+                s,
+            ),
+            measure(
+                "aiopyramid-python-gc",
+                "  the same, Python's GC thresholds",
                 "/wait_coroutine",
                 connections,
                 s,
@@ -349,6 +402,13 @@ def main() -> None:
                 s,
             ),
             measure(
+                "granian",
+                "granian RSGI, coroutine",
+                "/wait_coroutine",
+                connections,
+                s,
+            ),
+            measure(
                 "starlette", "Starlette on uvicorn", "/wait_coroutine", connections, s
             ),
         ]
@@ -360,7 +420,14 @@ def main() -> None:
                 "gthread": "gunicorn gthread, 150 threads",
                 "starlette": "Starlette on uvicorn",
             },
+            cpu_reference="Starlette on uvicorn",
+            cpu_label="Starlette",
         )
+    print(
+        "issue 23's targets at 1,000 connections, x Starlette's req/s: the "
+        "worker at least 0.9 (p99 at most 300 ms), granian RSGI at least 1.2 "
+        "(p99 at most 250 ms), 0 errors"
+    )
     if previous_root is not None:
         shutil.rmtree(previous_root, ignore_errors=True)
 

@@ -31,9 +31,9 @@ def wait_plain(request):
     return Response("waited")
 
 
-def make_app(aiopyramid: bool = True):
+def make_app(aiopyramid: bool = True, **settings: str):
     """The Pyramid application, with or without aiopyramid included."""
-    config = Configurator()
+    config = Configurator(settings=settings)
     if aiopyramid:
         config.include("aiopyramid")
     views = {"plain": plain, "wait_plain": wait_plain}
@@ -49,6 +49,27 @@ def make_app(aiopyramid: bool = True):
 wsgi = make_app(aiopyramid=False)
 #: For AsyncGunicornWorker.
 app = make_app(aiopyramid=True)
+#: The same with Python's own collector thresholds in the worker (700, 10, 10),
+#: as before the worker raised the first one.
+python_gc = make_app(aiopyramid=True, **{"aiopyramid.gc_threshold": "0"})
+
+
+#: With aiopyramid.mode = greenlet: plain views in the request's greenlet.
+greenlet_app = make_app(aiopyramid=True, **{"aiopyramid.mode": "greenlet"})
+
+
+def rsgi_app():
+    """The application as pserve's granian runner serves it, for granian --factory."""
+    from aiopyramid._granian import served
+
+    return served(app)
+
+
+def rsgi_greenlet_app():
+    """The same in greenlet mode."""
+    from aiopyramid._granian import served
+
+    return served(greenlet_app)
 
 
 def bridge_app():

@@ -245,3 +245,38 @@ def test_loop_end_shuts_down_the_plain_view_pool():
         loop.close()
     with pytest.raises(RuntimeError, match="shutdown"):
         executor.submit(print)
+
+
+def test_without_an_access_logger_the_request_is_served_and_counted():
+    """No logger: the answer is the same, and the request count is back to 0."""
+    protocol = Protocol()
+    served = make_rsgi_app(text_app)
+    asyncio.run(asyncio.wait_for(served.__rsgi__(Scope(query="a=1"), protocol), 10))
+    assert protocol.answer == ("bytes", 200, {"Content-Type": "text/plain"}, b"/x?a=1")
+    assert served.bridge.active == 0
+
+
+def test_a_list_after_write_ends_the_stream():
+    """A body begun with write() and returned as a list goes out as one stream."""
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])(b"one ")
+        return [b"two"]
+
+    protocol = Protocol()
+    lines = serve(app, Scope(), protocol)
+    assert protocol.answer[:2] == ("stream", 200)
+    assert protocol.transport.pieces == [b"one ", b"two"]
+    assert lines[0][3] == 7
+
+
+def test_the_address_cache_is_bounded(monkeypatch):
+    """Past 1,024 addresses the cache starts again: clients choose their ports."""
+    from aiopyramid import _rsgi_http
+
+    monkeypatch.setattr(_rsgi_http, "_addresses", {})
+    for port in range(1030):
+        assert _rsgi_http._address(f"10.0.0.1:{port}") == ("10.0.0.1", port)
+    assert len(_rsgi_http._addresses) < 1024
+    assert _rsgi_http._address("[::1]:80") == ("::1", 80)
+    assert _rsgi_http._address("unix") is None

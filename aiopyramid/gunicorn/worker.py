@@ -48,6 +48,13 @@ What this subclass adds is only what is aiopyramid's:
 * ``aiopyramid.gc_freeze`` (default true): once the application is loaded,
   what is alive is frozen out of the garbage collector (``gc.freeze()``),
   so that full collections stay short and do not hold the loop;
+* ``aiopyramid.gc_threshold`` (default 50000, ``0``: Python's own, 700):
+  the garbage collector's first threshold (``gc.set_threshold``), how many
+  more objects must be made than freed before the youngest generation is
+  collected.  With many requests waiting at once, Python's 700 collected
+  every few requests and promoted what the waiting requests held into
+  the oldest generation, whose full collections then held the loop for
+  tens of milliseconds (``docs/benchmarks.rst``);
 * the worker's loop is watched (``aiopyramid.watchdog.seconds``, default 1
   second): a loop held longer is logged, with the stack of what holds it,
   in gunicorn's error log while it is held.
@@ -56,7 +63,6 @@ What this subclass adds is only what is aiopyramid's:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +84,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 
 from pyramid.settings import asbool
 
+from .._collector import DEFAULT_GC_THRESHOLD, collector_settings, tune_collector
 from .._settings import limit_setting, positive_setting
 from .._watchdog import ensure_watched
 from ..asgi import ASGIBridge, Limits, make_asgi_app
@@ -130,6 +137,10 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
     #: Writes the access log of plain HTTP/1 requests (``None``: it is off).
     access_log: AccessLog | None = None
     _backlog_restored = False
+    #: Whether what is alive once the application is loaded is frozen.
+    gc_freeze: bool = True
+    #: The collector's first threshold in this worker (``None``: Python's).
+    gc_threshold: int | None = DEFAULT_GC_THRESHOLD
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -188,13 +199,10 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         # our subclass, in this worker process only (the arbiter forked it);
         # tests/gunicorn/test_hooks.py fails if `_serve` stops using it.
         gasgi.ASGIProtocol = Protocol
-        if _flag(self.setting("aiopyramid.gc_freeze"), True):
-            # Everything alive now (modules, Pyramid's configuration,
-            # SQLAlchemy's mappers) lives as long as the worker: moved out of
-            # the collector's reach, it no longer makes each full collection
-            # hold the loop (65 ms of a tutorial-shaped app, 10 ms after).
-            gc.collect()
-            gc.freeze()
+        # What is alive now lives as long as the worker: out of the
+        # collector's reach; and a first threshold for many requests waiting
+        # at once (aiopyramid._collector says why).
+        tune_collector(self.gc_freeze, self.gc_threshold)
         # The loop is final now (_choose_loop): watch it from its first turn,
         # as the application's aiopyramid.watchdog.seconds says.
         ensure_watched(getattr(self.wsgi, "registry", None), self.loop)
@@ -205,9 +213,10 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
                 self.access_log.flush()  # the lines of the last turn
 
     def _read_timeouts(self) -> None:
-        """The head deadline and the websocket settings, from the application's."""
+        """The head deadline, the collector's threshold and the websocket settings."""
         settings = self.app_settings()
         self.head_timeout = _seconds(settings, "aiopyramid.request_head_timeout", 30)
+        self.gc_freeze, self.gc_threshold = collector_settings(settings)
         self.websocket_settings = Settings(
             max_size=self._websocket_max_size(settings),
             max_queue_bytes=limit_setting(

@@ -12,6 +12,7 @@ on (for servers other than gunicorn) and writes it to stderr.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -43,6 +44,11 @@ def env(request):
     seen["url"] = request.url
     seen["pid"] = os.getpid()
     return seen
+
+
+def collector(request):
+    """The garbage collector's thresholds and frozen count in this process."""
+    return {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
 
 
 async def sleep(request):
@@ -93,6 +99,7 @@ def main(global_config=None, **settings):
         config.include("aiopyramid")
         for name, view in [
             ("env", env),
+            ("gc", collector),
             ("sleep", sleep),
             ("boom", boom),
             ("crlf", crlf),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from aiopyramid._collector import DEFAULT_GC_THRESHOLD
 from tests.harness.servers import (
     UNIT,
     free_port,
@@ -39,10 +40,15 @@ APP = "tests.apps.attacks:app"
 
 
 def serve(*args: str, env: dict[str, str] | None = None, app: str = APP):
-    """The attack app (its /env view) under gunicorn with ``args``."""
+    """The attack app (its /env view) under gunicorn with ``args``.
+
+    ``app`` empty: ``args`` name the application (``--paste``).
+    """
     require_module("gunicorn")
     port = free_port()
-    command = gunicorn_command("--bind", f"127.0.0.1:{port}", *args, app)
+    command = gunicorn_command(
+        "--bind", f"127.0.0.1:{port}", *args, *([app] if app else [])
+    )
     return running(command, port, env=env or {})
 
 
@@ -203,6 +209,48 @@ def test_script_name_from_the_environment():
     with serve("--env", "SCRIPT_NAME=/mounted/") as process:
         seen = env_of(process, "/mounted/env")
     assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/mounted", "/env")
+
+
+def collector_of(process) -> dict:
+    """The worker's garbage collector, as its /gc view reports it."""
+    return env_of(process, "/gc")
+
+
+def test_the_worker_raises_the_collectors_first_threshold():
+    """By default the youngest generation waits for 50,000 objects, not 700."""
+    with serve() as process:
+        seen = collector_of(process)
+    assert seen["threshold"][0] == DEFAULT_GC_THRESHOLD
+    assert seen["threshold"][1:] == [10, 10]  # the older ones are Python's
+    assert seen["frozen"] > 0  # aiopyramid.gc_freeze, on by default
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1234", 1234), ("0", 700)])
+def test_gc_threshold_setting(tmp_path, value, expected):
+    """aiopyramid.gc_threshold sets it; 0 keeps Python's own."""
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[app:main]\nuse = call:tests.apps.attacks:main\n"
+        f"aiopyramid.gc_threshold = {value}\n"
+    )
+    with serve("--paste", str(ini), app="") as process:
+        assert collector_of(process)["threshold"][0] == expected
+
+
+def test_a_bad_gc_threshold_stops_the_worker_with_its_name(tmp_path):
+    """A threshold that is not a whole number is a boot error naming the setting."""
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[app:main]\nuse = call:tests.apps.attacks:main\n"
+        "aiopyramid.gc_threshold = lots\n"
+    )
+    port = free_port()
+    command = gunicorn_command("--bind", f"127.0.0.1:{port}", "--paste", str(ini))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60 * UNIT)
+    assert result.returncode != 0
+    assert "aiopyramid.gc_threshold must be a whole number, 0 or more, not 'lots'" in (
+        result.stderr
+    )
 
 
 def test_http2_clients_reach_coroutine_views(tmp_path):
