@@ -97,7 +97,7 @@ def serve(kind: str, work: Path) -> Iterator[tuple[int, list[str]]]:
         command = gunicorn_command(*bind, WORKER_APP)
     elif kind == "granian":
         command = granian_command(
-            "bench.websocket_apps:pyramid_rsgi", port, "--factory"
+            "bench.websocket_apps:autobahn_rsgi", port, "--factory"
         )
     else:
         command = python_module(

@@ -6,8 +6,11 @@
   ``UWSGIWebsocketMapper``, for uWSGI: ``bench/uwsgi_echo.py``);
 * :func:`pyramid_asgi`: the same through :mod:`aiopyramid.asgi`, for
   gunicorn's own ``-k asgi`` worker and its websocket implementation;
+* :func:`pyramid_rsgi`: the same through :mod:`aiopyramid.rsgi`, for
+  granian's RSGI interface and its websocket framing;
 * :func:`asgi_echo`: the echo as a plain ASGI application, to run under
   uvicorn alone and see what uvicorn's websocket protocol costs by itself;
+* :class:`RSGIEcho`: the echo as a plain RSGI application, granian's own cost;
 * ``python -m bench.websocket_apps --port N [--no-deflate] [--no-uvloop]``:
   the same echo written directly on the ``websockets`` library's asyncio
   server, the reference.
@@ -57,12 +60,42 @@ def pyramid_asgi() -> Any:
     return make_asgi_app(pyramid_app(deflate=False))
 
 
-def pyramid_rsgi() -> Any:
+def pyramid_rsgi(max_size: int | None = None) -> Any:
     """The same application under granian's RSGI interface (``--factory``),
-    framed by granian; messages up to 16 MiB + 1 KiB (cases 9.1.6, 9.2.6)."""
+    framed by granian; messages up to ``max_size`` bytes (1 MiB by default)."""
     from aiopyramid.rsgi import make_rsgi_app
 
-    return make_rsgi_app(pyramid_app(deflate=False, max_size=16 * 1024 * 1024 + 1024))
+    return make_rsgi_app(pyramid_app(deflate=False, max_size=max_size))
+
+
+def autobahn_rsgi() -> Any:
+    """:func:`pyramid_rsgi` for Autobahn (``--factory``): messages up to
+    16 MiB + 1 KiB, for its cases 9.1.6 and 9.2.6."""
+    return pyramid_rsgi(max_size=16 * 1024 * 1024 + 1024)
+
+
+class RSGIEcho:
+    """The echo as a bare RSGI application: granian's own cost, without Pyramid."""
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        """Accept a websocket and send every message back until it closes."""
+        if scope.proto != "ws":
+            protocol.response_empty(404, [])
+            return
+        transport = await protocol.accept()
+        try:
+            # Kinds: 0 the client's close, 1 binary, 2 text.
+            while (message := await transport.receive()).kind:
+                if message.kind == 2:
+                    await transport.send_str(message.data)
+                else:
+                    await transport.send_bytes(message.data)
+        except RuntimeError:  # the client vanished
+            pass
+        protocol.close(1000)
+
+
+rsgi_echo = RSGIEcho()
 
 
 async def asgi_echo(scope: Any, receive: Any, send: Any) -> None:
