@@ -174,7 +174,9 @@ def servers(deflate: bool, uvloop: bool) -> list[Server]:
         *("--loop", "uvloop" if uvloop else "asyncio", "--log-level", "warning"),
     ]
     on_granian = [
-        Server("aiopyramid on granian", [*granian, "--factory", f"{apps}:pyramid_rsgi"]),
+        Server(
+            "aiopyramid on granian", [*granian, "--factory", f"{apps}:pyramid_rsgi"]
+        ),
         Server("granian alone, RSGI", [*granian, f"{apps}:rsgi_echo"]),
     ]
     gunicorn_own = Server(

@@ -42,7 +42,11 @@ def pyramid_app(
 
     from aiopyramid.websocket.config import WebsocketMapper
 
-    settings = {"aiopyramid.websocket.per_message_deflate": str(deflate).lower()}
+    settings = {
+        "aiopyramid.websocket.per_message_deflate": str(deflate).lower(),
+        # bench/websocket.py holds thousands open (the default budget is 1000).
+        "aiopyramid.websocket.max_connections": "0",
+    }
     if max_size is not None:
         settings["aiopyramid.websocket.max_size"] = str(max_size)
     with Configurator(settings=settings) as config:
