@@ -44,14 +44,11 @@ half).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import shutil
 import statistics
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,20 +58,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine
 
 from bench.database_apps import create_tables
-from bench.serving import group_cpu, raise_fd_limit, wrk
-from tests.harness.postgres import PostgresServer
-from tests.harness.servers import (
-    ROOT,
-    WORKER,
-    ServerProcess,
-    answers_http,
-    free_port,
-    serving,
-    wait_until,
+from bench.wrk import (
+    BIN,
+    TICKS,
+    Column,
+    answering,
+    group_cpu,
+    gunicorn_on,
+    print_table,
+    raise_fd_limit,
+    ratio,
+    require_wrk,
+    start_pinned,
+    stats,
+    wrk,
+    wrk_columns,
 )
+from bench.wrk import Result as WrkResult
+from tests.harness.postgres import PostgresServer
+from tests.harness.servers import WORKER, ServerProcess, free_port
 
-BIN = Path(sys.executable).parent
-TICKS = os.sysconf("SC_CLK_TCK")
 DATABASE = "bench_database"
 #: The servers' core, and the one wrk and PostgreSQL share.
 SERVER_CORE, CLIENT_CORE = 1, 0
@@ -83,29 +86,12 @@ TARGET_RPS, TARGET_P99_MS, TARGET_CPU, TARGET_WATCHDOG = 0.95, 400.0, 1.1, 1.02
 
 
 @dataclass
-class Result:
-    """One wrk run against one server."""
+class Result(WrkResult):
+    """One wrk run against one server, PostgreSQL's CPU and the server's memory."""
 
-    name: str
-    rps: float
-    p99_ms: float
-    errors: int
-    cpu_us: float
     pg_us: float
     threads: int
     rss_mib: float
-
-
-def stats() -> Iterator[tuple[int, list[str]]]:
-    """Every live process and the fields of its ``/proc/<pid>/stat`` after its name."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            line = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        yield int(entry.name), line.rsplit(")", 1)[1].split()
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -162,8 +148,7 @@ def group_memory(pgid: int) -> tuple[int, float]:
 
 def commands(port: int) -> dict[str, list[str]]:
     """The command line of every server, by name."""
-    bind = f"127.0.0.1:{port}"
-    gunicorn = [str(BIN / "gunicorn"), "--no-control-socket", "-w", "1", "-b", bind]
+    gunicorn = gunicorn_on(port)
     return {
         "aiopyramid": [
             *gunicorn,
@@ -222,20 +207,19 @@ C = "(c) Starlette, AsyncSession, asyncpg"
 D = "(d) gunicorn gthread, 100 threads, psycopg"
 
 
-def start(server: Server, pg: PostgresServer) -> ServerProcess:
-    """Start ``server`` on a free port, pinned to the server's core."""
+def start(server: Server, label: str, pg: PostgresServer) -> ServerProcess | None:
+    """Start ``server`` on a free port, pinned to the server's core.
+
+    None if it is not installed (row ``label`` is skipped).
+    """
     port = free_port()
-    command = commands(port)[server.command]
-    if shutil.which(command[0]) is None:
-        raise FileNotFoundError(command[0])
-    if server.command == "starlette" and importlib.util.find_spec("starlette") is None:
-        raise FileNotFoundError("starlette")
-    return ServerProcess(
-        ["taskset", "-c", str(SERVER_CORE), *command],
+    return start_pinned(
+        label,
+        commands(port)[server.command],
         port,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), **server.environment(pg)},
-        preexec_fn=raise_fd_limit,
+        SERVER_CORE,
+        module="starlette" if server.command == "starlette" else None,
+        env=server.environment(pg),
     )
 
 
@@ -289,17 +273,12 @@ def measure(
     its pool is primed, so that the measurement starts on a whole pool and an
     idle server.
     """
-    try:
-        process = start(server, pg)
-    except FileNotFoundError as missing:
-        print(f"  skipped {label}: {missing} is not installed", file=sys.stderr)
+    process = start(server, label, pg)
+    if process is None:
         return None
     assert pg.process is not None
     postgres, pgid = pg.process.process.pid, process.process.pid
-    with serving(process, timeout=20):
-        url = process.url + path
-        # The worker answers, not just the socket bound.
-        wait_until(lambda: answers_http(url), 20)
+    with answering(process, path) as url:
         wrk(url, connections, warm_up, core=CLIENT_CORE)
         settle(pgid)
         prime(process.url, server.pool)
@@ -373,27 +352,23 @@ def table(
     of that server's; with ``memory``, the server's threads and RSS.
     """
     by_name = {r.name: r for r in results}
-    ref = by_name.get(reference or "")
-    cpu_ref = by_name.get(cpu_reference or "")
-    head = f"{'server':44} {'req/s':>7} {'p99 ms':>8} {'errors':>7}"
-    head += f" {'CPU µs/req':>11} {'PG µs/req':>10}"
+    columns = [
+        *wrk_columns(rps_width=7),
+        Column("PG µs/req", 10, ".0f", lambda r: r.pg_us),
+    ]
     if memory:
-        head += f" {'threads':>8} {'RSS MiB':>8}"
-    if ref is not None:
-        head += f" {'req/s x ' + ref.name.split()[0]:>12}"
-    if cpu_ref is not None:
-        head += f" {'CPU x ' + cpu_label:>11}"
-    print(f"\n{title}\n{head}")
-    for r in results:
-        line = f"{r.name:44} {r.rps:>7.0f} {r.p99_ms:>8.1f} {r.errors:>7}"
-        line += f" {r.cpu_us:>11.0f} {r.pg_us:>10.0f}"
-        if memory:
-            line += f" {r.threads:>8} {r.rss_mib:>8.1f}"
-        if ref is not None:
-            line += f" {r.rps / ref.rps:>12.2f}"
-        if cpu_ref is not None:
-            line += f" {r.cpu_us / cpu_ref.cpu_us:>11.2f}"
-        print(line)
+        columns += [
+            Column("threads", 8, "", lambda r: r.threads),
+            Column("RSS MiB", 8, ".1f", lambda r: r.rss_mib),
+        ]
+    if reference in by_name:
+        ref = by_name[reference]
+        heading = "req/s x " + ref.name.split()[0]
+        columns.append(ratio(heading, 12, lambda r: r.rps, ref))
+    if cpu_reference in by_name:
+        cpu_ref = by_name[cpu_reference]
+        columns.append(ratio("CPU x " + cpu_label, 11, lambda r: r.cpu_us, cpu_ref))
+    print_table(title, results, 44, columns)
 
 
 def target(
@@ -533,8 +508,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.round_seconds, args.rounds, args.warm_up = 2, 1, 1, 1
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
+    require_wrk()
     raise_fd_limit()
     print(f"before: {load_average()}")
     with PostgresServer() as pg:

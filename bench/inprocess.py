@@ -23,16 +23,17 @@ import io
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serving_apps import app, wsgi  # noqa: E402
-
-REQUEST = (
-    b"GET /coroutine HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\n\r\n"
+from bench.worker_protocol import (  # noqa: E402
+    REQUEST,
+    connection,
+    requests,
+    worker_state,
 )
 
 
@@ -61,52 +62,6 @@ def pyramid_alone() -> Any:
         return None
 
     return b"".join(wsgi(environ, start_response))
-
-
-class Transport:
-    """Collects what the protocol writes (no socket: nothing but CPU is measured)."""
-
-    def __init__(self) -> None:
-        self.written = 0
-
-    def write(self, data: bytes) -> None:
-        self.written += len(data)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
-def worker_protocol() -> Any:
-    """The worker's connection protocol, with the worker state it reads."""
-    from gunicorn.config import Config
-
-    from aiopyramid.asgi import make_asgi_app
-    from aiopyramid.gunicorn._protocol import Protocol
-
-    worker = SimpleNamespace(
-        cfg=Config(),
-        log=SimpleNamespace(error_log=None, debug=lambda *a: None),
-        asgi=make_asgi_app(app),
-        access_log=None,
-        nr_conns=0,
-        nr=0,
-        max_requests=sys.maxsize,
-        alive=True,
-        loop=None,
-        head_timeout=None,
-    )
-    protocol = Protocol(worker)
-    protocol.transport = Transport()
-    protocol._setup_callback_parser()
-    return protocol
-
-
-async def through_worker(protocol: Any) -> None:
-    protocol._callback_parser.feed(REQUEST)
-    await protocol._serve_http_request(
-        protocol._current_request, ("127.0.0.1", 8000), ("127.0.0.1", 5000)
-    )
-    protocol._callback_parser.reset()
 
 
 def bridge_call() -> Any:
@@ -159,8 +114,9 @@ async def best_of_async(rounds: int, count: int, step: Any) -> float:
 
 
 async def measure(rounds: int, count: int) -> list[tuple[str, float]]:
-    protocol = worker_protocol()
-    protocol.worker.loop = asyncio.get_running_loop()
+    worker = worker_state()
+    worker.loop = asyncio.get_running_loop()
+    through_worker = requests(connection(worker), REQUEST)
     bridge = bridge_call()
     return [
         (
@@ -169,7 +125,7 @@ async def measure(rounds: int, count: int) -> list[tuple[str, float]]:
         ),
         (
             "worker's direct path, coroutine view",
-            await best_of_async(rounds, count, lambda: through_worker(protocol)),
+            await best_of_async(rounds, count, through_worker),
         ),
         ("ASGI bridge, coroutine view", await best_of_async(rounds, count, bridge)),
     ]

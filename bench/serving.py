@@ -36,78 +36,43 @@ six minutes.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
-import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness.servers import (
-    ROOT,
-    WORKER,
-    ServerProcess,
-    answers_http,
-    free_port,
-    serving,
-    wait_until,
+from bench.wrk import (
+    BIN,
+    Result,
+    answering,
+    group_cpu,
+    gunicorn_on,
+    print_table,
+    ratio,
+    require_wrk,
+    skipped,
+    start_pinned,
+    wrk,
+    wrk_columns,
 )
+from tests.harness.servers import ROOT, WORKER, ServerProcess, free_port
 
-BIN = Path(sys.executable).parent
 #: The last commit whose worker ran uvicorn's HTTP layer.
 PREVIOUS = "e8d2b7b"
 #: Where the previous commit's tree is extracted (set by main()).
 previous_root: Path | None = None
-TICKS = os.sysconf("SC_CLK_TCK")
 #: Where the worker with its access log on writes it (a real file, as in
 #: production; emptied by each run).
 ACCESS_LOG = Path(tempfile.gettempdir()) / "aiopyramid-bench-access.log"
 
 
-@dataclass
-class Result:
-    """One wrk run against one server."""
-
-    name: str
-    rps: float
-    p99_ms: float
-    errors: int
-    cpu_us: float
-
-
-def raise_fd_limit() -> None:
-    """Let 1,000 connections (and their server) have file descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
-
-
-def group_cpu(pgid: int) -> float:
-    """Seconds of CPU used by every live process of process group ``pgid``."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # field 5 of stat: the process group
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / TICKS
-
-
 def commands(port: int) -> dict[str, list[str]]:
     """The command line of every server, by name."""
-    bind = f"127.0.0.1:{port}"
-    gunicorn = [str(BIN / "gunicorn"), "--no-control-socket", "-w", "1", "-b", bind]
     uvicorn = [
         str(BIN / "uvicorn"),
         "--port",
@@ -135,6 +100,7 @@ def commands(port: int) -> dict[str, list[str]]:
         "warning",
         "--factory",
     ]
+    gunicorn = gunicorn_on(port)
     return {
         "aiopyramid": [*gunicorn, "-k", WORKER, "bench.serving_apps:app"],
         # The same, writing gunicorn's access log (its default format) to a file.
@@ -171,7 +137,7 @@ def commands(port: int) -> dict[str, list[str]]:
         "uwsgi": [
             str(BIN / "uwsgi"),
             "--http11-socket",
-            bind,
+            f"127.0.0.1:{port}",
             "--processes",
             "1",
             "--module",
@@ -188,75 +154,32 @@ def commands(port: int) -> dict[str, list[str]]:
     }
 
 
-def start(name: str, core: int) -> ServerProcess:
-    """Start the server ``name`` on a free port, pinned to ``core``."""
-    port = free_port()
-    command = commands(port)[name]
-    if shutil.which(command[0]) is None:
-        raise FileNotFoundError(command[0])
+def start(name: str, label: str, core: int) -> ServerProcess | None:
+    """Start the server ``name`` on a free port, pinned to ``core``.
+
+    None if it is not installed (row ``label`` is skipped).
+    """
     # The previous worker runs from its own tree, ahead of the installed
     # package on the path.
     root = previous_root if name == "previous" else ROOT
     if root is None:
-        raise FileNotFoundError(f"the tree of commit {PREVIOUS}")
-    return ServerProcess(
-        ["taskset", "-c", str(core), *command],
-        port,
-        cwd=root,
-        env={"PYTHONPATH": str(root)},
-        preexec_fn=raise_fd_limit,
+        skipped(label, f"the tree of commit {PREVIOUS}")
+        return None
+    port = free_port()
+    module = "starlette" if name == "starlette" else None
+    return start_pinned(
+        label, commands(port)[name], port, core, module=module, root=root
     )
-
-
-def wrk(
-    url: str, connections: int, seconds: int, core: int
-) -> tuple[float, float, int, int]:
-    """Run wrk; return req/s, p99 in ms, errors and requests completed."""
-    output = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            str(core),
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "--timeout",
-            "5s",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=raise_fd_limit,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    errors = sum(
-        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
-    )
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0), requests
 
 
 def measure(
     name: str, label: str, path: str, connections: int, seconds: int
 ) -> Result | None:
     """Start ``name``, warm it up, load it, and return what wrk and /proc say."""
-    try:
-        if name == "starlette" and importlib.util.find_spec("starlette") is None:
-            raise FileNotFoundError("starlette")
-        server = start(name, core=1)
-    except FileNotFoundError as missing:
-        print(f"  skipped {label}: {missing} is not installed", file=sys.stderr)
+    server = start(name, label, core=1)
+    if server is None:
         return None
-    with serving(server, timeout=20):
-        url = server.url + path
-        # The workers answer, not just the socket bound.
-        wait_until(lambda: answers_http(url), 20)
+    with answering(server, path) as url:
         wrk(url, min(connections, 50), 1, core=0)  # warm-up
         cpu_before = group_cpu(server.process.pid)
         rps, p99, errors, requests = wrk(url, connections, seconds, core=0)
@@ -277,19 +200,14 @@ def table(
     multiple of that server's.
     """
     by_name = {r.name: r for r in results}
-    refs = {k: by_name[v] for k, v in reference.items() if v in by_name}
-    cpu_ref = by_name.get(cpu_reference or "")
-    head = f"{'server':38} {'req/s':>9} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}"
-    head += "".join(f" {'x ' + k:>12}" for k in refs)
-    if cpu_ref is not None:
-        head += f" {'CPU x ' + cpu_label:>16}"
-    print(f"\n{title}\n{head}")
-    for r in results:
-        ratios = "".join(f" {r.rps / ref.rps:>12.2f}" for ref in refs.values())
-        if cpu_ref is not None:
-            ratios += f" {r.cpu_us / cpu_ref.cpu_us:>16.2f}"
-        figures = f"{r.rps:>9.0f} {r.p99_ms:>8.1f} {r.errors:>7} {r.cpu_us:>11.0f}"
-        print(f"{r.name:38} {figures}{ratios}")
+    columns = wrk_columns(rps_width=9)
+    for short, name in reference.items():
+        if name in by_name:
+            columns.append(ratio("x " + short, 12, lambda r: r.rps, by_name[name]))
+    if cpu_reference in by_name:
+        cpu_ref = by_name[cpu_reference]
+        columns.append(ratio("CPU x " + cpu_label, 16, lambda r: r.cpu_us, cpu_ref))
+    print_table(title, results, 38, columns)
 
 
 def extract(commit: str) -> Path | None:
@@ -310,6 +228,34 @@ def extract(commit: str) -> Path | None:
     return target
 
 
+#: Part 1's rows, measured in this order: (server, row label, path).
+HELLO = [
+    ("aiopyramid", "aiopyramid worker, coroutine view", "/coroutine"),
+    ("aiopyramid-log", "  the same, access log on", "/coroutine"),
+    ("aiopyramid", "aiopyramid worker, plain view", "/plain"),
+    ("pyramid-worker", "Pyramid alone in the worker", "/plain"),
+    ("previous", "previous worker, coroutine view", "/coroutine"),
+    ("previous", "previous worker, plain view", "/plain"),
+    ("bridge", "bridge on uvicorn, coroutine view", "/coroutine"),
+    ("sync", "gunicorn sync", "/plain"),
+    ("gthread", "gunicorn gthread", "/plain"),
+    ("uwsgi", "uWSGI", "/plain"),
+    ("granian", "granian RSGI, coroutine view", "/coroutine"),
+    ("granian", "granian RSGI, plain view (executor)", "/plain"),
+    ("granian-greenlet", "granian RSGI, plain (greenlet mode)", "/plain"),
+    ("starlette", "Starlette on uvicorn", "/coroutine"),
+]
+#: Part 2's rows, at each number of connections.
+WAITS = [
+    ("aiopyramid", "aiopyramid worker, coroutine", "/wait_coroutine"),
+    ("aiopyramid-python-gc", "  the same, Python's GC thresholds", "/wait_coroutine"),
+    ("previous", "previous worker, coroutine", "/wait_coroutine"),
+    ("gthread", "gunicorn gthread, 150 threads", "/wait_plain"),
+    ("granian", "granian RSGI, coroutine", "/wait_coroutine"),
+    ("starlette", "Starlette on uvicorn", "/wait_coroutine"),
+]
+
+
 def main() -> None:
     """Run both parts and print their tables."""
     global previous_root
@@ -319,32 +265,10 @@ def main() -> None:
         "--previous", default=PREVIOUS, help="commit of the previous worker"
     )
     args = parser.parse_args()
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        sys.exit("needs wrk and taskset: apt-get install -y wrk util-linux")
+    require_wrk()
     previous_root = extract(args.previous)
     s = args.seconds
-    hello = [
-        measure("aiopyramid", "aiopyramid worker, coroutine view", "/coroutine", 50, s),
-        measure("aiopyramid-log", "  the same, access log on", "/coroutine", 50, s),
-        measure("aiopyramid", "aiopyramid worker, plain view", "/plain", 50, s),
-        measure("pyramid-worker", "Pyramid alone in the worker", "/plain", 50, s),
-        measure("previous", "previous worker, coroutine view", "/coroutine", 50, s),
-        measure("previous", "previous worker, plain view", "/plain", 50, s),
-        measure("bridge", "bridge on uvicorn, coroutine view", "/coroutine", 50, s),
-        measure("sync", "gunicorn sync", "/plain", 50, s),
-        measure("gthread", "gunicorn gthread", "/plain", 50, s),
-        measure("uwsgi", "uWSGI", "/plain", 50, s),
-        measure("granian", "granian RSGI, coroutine view", "/coroutine", 50, s),
-        measure("granian", "granian RSGI, plain view (executor)", "/plain", 50, s),
-        measure(
-            "granian-greenlet",
-            "granian RSGI, plain (greenlet mode)",
-            "/plain",
-            50,
-            s,
-        ),
-        measure("starlette", "Starlette on uvicorn", "/coroutine", 50, s),
-    ]
+    hello = [measure(name, label, path, 50, s) for name, label, path in HELLO]
     table(
         "1. hello world, 50 connections",
         [r for r in hello if r],
@@ -373,44 +297,7 @@ def main() -> None:
     )
     for connections in (200, 1000):
         waits = [
-            measure(
-                "aiopyramid",
-                "aiopyramid worker, coroutine",
-                "/wait_coroutine",
-                connections,
-                s,
-            ),
-            measure(
-                "aiopyramid-python-gc",
-                "  the same, Python's GC thresholds",
-                "/wait_coroutine",
-                connections,
-                s,
-            ),
-            measure(
-                "previous",
-                "previous worker, coroutine",
-                "/wait_coroutine",
-                connections,
-                s,
-            ),
-            measure(
-                "gthread",
-                "gunicorn gthread, 150 threads",
-                "/wait_plain",
-                connections,
-                s,
-            ),
-            measure(
-                "granian",
-                "granian RSGI, coroutine",
-                "/wait_coroutine",
-                connections,
-                s,
-            ),
-            measure(
-                "starlette", "Starlette on uvicorn", "/wait_coroutine", connections, s
-            ),
+            measure(name, label, path, connections, s) for name, label, path in WAITS
         ]
         table(
             f"2. 100 ms wait, {connections} connections "

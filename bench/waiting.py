@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.inprocess import REQUEST, Transport
+from bench.worker_protocol import REQUEST, connection, requests, worker_state
 
 WAIT_REQUEST = REQUEST.replace(b"/coroutine", b"/wait_coroutine")
 CONNECTIONS = 1000
@@ -81,42 +81,11 @@ def greenlet_sleep() -> Callable[[], Awaitable[Any]]:
 
 def worker_path(raw: bytes) -> Callable[[], Callable[[], Callable[[], Awaitable[Any]]]]:
     """Connections of the worker's protocol, each serving ``raw`` requests."""
-    from types import SimpleNamespace
-
-    from gunicorn.config import Config
-
-    from aiopyramid.asgi import make_asgi_app
-    from aiopyramid.gunicorn._protocol import Protocol
-    from bench.serving_apps import app
-
-    worker = SimpleNamespace(
-        cfg=Config(),
-        log=SimpleNamespace(error_log=None, debug=lambda *a: None),
-        asgi=make_asgi_app(app),
-        access_log=None,
-        nr_conns=0,
-        nr=0,
-        max_requests=sys.maxsize,
-        alive=True,
-        loop=None,
-        head_timeout=None,
-    )
+    worker = worker_state()
 
     def make() -> Callable[[], Awaitable[Any]]:
         worker.loop = asyncio.get_running_loop()
-        protocol = Protocol(worker)
-        protocol.transport = Transport()
-        protocol._setup_callback_parser()
-        parser = protocol._callback_parser
-
-        async def request() -> None:
-            parser.feed(raw)
-            await protocol._serve_http_request(
-                protocol._current_request, ("127.0.0.1", 8000), ("127.0.0.1", 5000)
-            )
-            parser.reset()
-
-        return request
+        return requests(connection(worker), raw)
 
     return make
 

@@ -210,7 +210,7 @@ class UnreadH2:
 def raise_fd_limit(needed: int) -> None:
     """Let this process (and the servers it starts) open ``needed`` descriptors.
 
-    As ``bench/serving.py`` does: the soft limit goes up to the hard one.
+    As ``bench/wrk.py`` does: the soft limit goes up to the hard one.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
