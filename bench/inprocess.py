@@ -28,9 +28,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serving_apps import app, wsgi  # noqa: E402
+from bench.serving_apps import wsgi  # noqa: E402
 from bench.worker_protocol import (  # noqa: E402
     REQUEST,
+    app,
     connection,
     requests,
     worker_state,
