@@ -5,7 +5,7 @@
 the upgrade request runs through the application as a ``GET`` with its
 upgrade headers (the environ from the one builder), its ``ws``
 (:class:`~aiopyramid.websocket._rsgi.RSGIWebsocket`) waiting in the environ
-under :data:`~aiopyramid.websocket._asgi.WEBSOCKET_KEY` for
+under :data:`~aiopyramid.websocket._bridged.WEBSOCKET_KEY` for
 :class:`~aiopyramid.websocket.config.WebsocketMapper`, which accepts the
 handshake.  An application that answers without accepting refuses it with
 its response's status (granian sends the status alone, with an empty body
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from typing import Any
 
 from ._asgi_websocket import BUSY_STATUS
@@ -32,7 +31,7 @@ from ._sending import Senders
 from ._settings import positive_setting
 from ._types import Environ
 from ._watchdog import ensure_watched
-from .websocket._asgi import WEBSOCKET_KEY
+from .websocket._bridged import WEBSOCKET_KEY
 from .websocket._rsgi import RSGIWebsocket
 
 __all__ = ["DEFAULT_MAX_SIZE", "WebsocketSettings", "serve_websocket"]
@@ -111,11 +110,7 @@ async def serve_websocket(
     environ["wsgi.input"] = io.BytesIO()
     environ["wsgi.multiprocess"] = bridge.multiprocess
     environ[WEBSOCKET_KEY] = ws
-    started_at = time.monotonic()
-    if logger is not None:
-        ws.on_accept = lambda: logger(
-            environ, "101", [], 0, time.monotonic() - started_at
-        )
+    ws.log_to(logger, environ)  # 101 when accepted, the close code at the end
     ensure_watched(bridge.registry, task.get_loop() if task else None)
     response = _Refusal()
     bridge.websockets += 1
@@ -124,16 +119,13 @@ async def serve_websocket(
     finally:
         bridge.websockets -= 1
     if ws.accepted:
-        await ws.close()  # the view returned without closing: 1000
-        ws.end()  # closed by the client: granian waits for this to end TCP
-        if logger is not None:
-            code = str(ws.close_code)
-            logger(environ, code, [], 0, time.monotonic() - started_at)
+        # Closed (1000) if the view did not; given back to granian even if
+        # the client closed, since granian waits for that to end TCP.
+        await ws.finish()
         return
     status = response.status or "403 Forbidden"
     protocol.close(int(status[:3]))
-    if logger is not None:
-        logger(environ, status, [], 0, time.monotonic() - started_at)
+    ws.log(status)
 
 
 async def _run(
