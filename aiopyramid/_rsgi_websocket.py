@@ -28,17 +28,13 @@ from ._greenlets import run_in_child_greenlet
 from ._response import WSGIResponse, call_app
 from ._rsgi_http import environ_of_rsgi, line_environ_of_rsgi
 from ._sending import Senders
-from ._settings import positive_setting
+from ._settings import websocket_max_size
 from ._types import Environ
 from ._watchdog import ensure_watched
 from .websocket._bridged import WEBSOCKET_KEY
 from .websocket._rsgi import RSGIWebsocket
 
-__all__ = ["DEFAULT_MAX_SIZE", "WebsocketSettings", "serve_websocket"]
-
-#: The largest message handed to a view unless ``aiopyramid.websocket.max_size``
-#: says otherwise: 1 MiB, as on the gunicorn worker.
-DEFAULT_MAX_SIZE = 2**20
+__all__ = ["WebsocketSettings", "serve_websocket"]
 
 
 class _Refusal(WSGIResponse):
@@ -66,24 +62,17 @@ class _Uncounted:
 class WebsocketSettings:
     """An :class:`~aiopyramid.rsgi.RSGIApp`'s websocket settings and deadline.
 
-    ``max_size`` is ``aiopyramid.websocket.max_size`` (:data:`DEFAULT_MAX_SIZE`
-    unless set); the send deadline is the bridge's ``send_timeout``, kept
-    apart from the requests' (a websocket waiting for its client holds no
-    request slot).
+    ``max_size`` is ``aiopyramid.websocket.max_size`` (1 MiB unless set, as
+    on the gunicorn worker); the send deadline is the bridge's
+    ``send_timeout``, kept apart from the requests' (a websocket waiting for
+    its client holds no request slot).
     """
 
     __slots__ = ("max_size", "senders")
 
     def __init__(self, bridge: Any) -> None:
         settings = getattr(bridge.registry, "settings", None) or {}
-        size = positive_setting(
-            settings,
-            "aiopyramid.websocket.max_size",
-            int,
-            "Set it to the largest websocket message to accept, in bytes (e.g. "
-            "1048576), or leave it out for 1 MiB.",
-        )
-        self.max_size: int = size or DEFAULT_MAX_SIZE
+        self.max_size = websocket_max_size(settings)
         self.senders = Senders(_Uncounted(), bridge.send_timeout)
 
 
