@@ -4,7 +4,7 @@
 which sets the attributes declared here.  The upgrade request runs through
 the application as a ``GET`` with its upgrade headers, the connection's
 ``ws`` (:class:`~aiopyramid.websocket._asgi.ASGIWebsocket`) waiting in the
-environ under :data:`~aiopyramid.websocket._asgi.WEBSOCKET_KEY` for the
+environ under :data:`~aiopyramid.websocket._bridged.WEBSOCKET_KEY` for the
 mapper, which accepts the handshake.  An application that answers without
 accepting refuses it: with its whole response where the server supports
 ASGI's ``websocket.http.response`` extension (:class:`Denial`), with
@@ -16,7 +16,6 @@ ASGI's ``websocket.http.response`` extension (:class:`Denial`), with
 from __future__ import annotations
 
 import io
-import time
 from typing import Any, ClassVar
 
 from ._access_log import log_environ
@@ -35,7 +34,8 @@ from ._types import (
     WSGIApp,
 )
 from ._watchdog import ensure_watched
-from .websocket._asgi import WEBSOCKET_KEY, ASGIWebsocket
+from .websocket._asgi import ASGIWebsocket
+from .websocket._bridged import WEBSOCKET_KEY
 
 #: What a refusal past a budget tells the client to wait before it retries
 #: (seconds): long enough not to hammer a full server, short enough for a
@@ -117,11 +117,7 @@ class WebsocketHalf:
         environ["wsgi.multiprocess"] = self.multiprocess
         environ[WEBSOCKET_KEY] = ws
         logger = self.websocket_logger
-        started_at = time.monotonic()
-        if logger is not None:
-            ws.on_accept = lambda: logger(
-                environ, "101", [], 0, time.monotonic() - started_at
-            )
+        ws.log_to(logger, environ)  # 101 when accepted, the close code at the end
         ensure_watched(self.registry)  # a server without lifespan or HTTP
         self.websockets += 1
         try:
@@ -129,10 +125,7 @@ class WebsocketHalf:
         finally:
             self.websockets -= 1
         if ws.accepted:
-            await ws.close()
-            if logger is not None:
-                code = str(ws.close_code)
-                logger(environ, code, [], 0, time.monotonic() - started_at)
+            await ws.finish()
             return
         if logger is not None:
             logger(environ, response.status or "403", [], 0, 0.0)

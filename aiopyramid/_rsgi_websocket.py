@@ -5,7 +5,7 @@
 the upgrade request runs through the application as a ``GET`` with its
 upgrade headers (the environ from the one builder), its ``ws``
 (:class:`~aiopyramid.websocket._rsgi.RSGIWebsocket`) waiting in the environ
-under :data:`~aiopyramid.websocket._asgi.WEBSOCKET_KEY` for
+under :data:`~aiopyramid.websocket._bridged.WEBSOCKET_KEY` for
 :class:`~aiopyramid.websocket.config.WebsocketMapper`, which accepts the
 handshake.  An application that answers without accepting refuses it with
 its response's status (granian sends the status alone, with an empty body
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from typing import Any
 
 from ._asgi_websocket import BUSY_STATUS
@@ -29,17 +28,13 @@ from ._greenlets import run_in_child_greenlet
 from ._response import WSGIResponse, call_app
 from ._rsgi_http import environ_of_rsgi, line_environ_of_rsgi
 from ._sending import Senders
-from ._settings import positive_setting
+from ._settings import websocket_max_size
 from ._types import Environ
 from ._watchdog import ensure_watched
-from .websocket._asgi import WEBSOCKET_KEY
+from .websocket._bridged import WEBSOCKET_KEY
 from .websocket._rsgi import RSGIWebsocket
 
-__all__ = ["DEFAULT_MAX_SIZE", "WebsocketSettings", "serve_websocket"]
-
-#: The largest message handed to a view unless ``aiopyramid.websocket.max_size``
-#: says otherwise: 1 MiB, as on the gunicorn worker.
-DEFAULT_MAX_SIZE = 2**20
+__all__ = ["WebsocketSettings", "serve_websocket"]
 
 
 class _Refusal(WSGIResponse):
@@ -67,24 +62,17 @@ class _Uncounted:
 class WebsocketSettings:
     """An :class:`~aiopyramid.rsgi.RSGIApp`'s websocket settings and deadline.
 
-    ``max_size`` is ``aiopyramid.websocket.max_size`` (:data:`DEFAULT_MAX_SIZE`
-    unless set); the send deadline is the bridge's ``send_timeout``, kept
-    apart from the requests' (a websocket waiting for its client holds no
-    request slot).
+    ``max_size`` is ``aiopyramid.websocket.max_size`` (1 MiB unless set, as
+    on the gunicorn worker); the send deadline is the bridge's
+    ``send_timeout``, kept apart from the requests' (a websocket waiting for
+    its client holds no request slot).
     """
 
     __slots__ = ("max_size", "senders")
 
     def __init__(self, bridge: Any) -> None:
         settings = getattr(bridge.registry, "settings", None) or {}
-        size = positive_setting(
-            settings,
-            "aiopyramid.websocket.max_size",
-            int,
-            "Set it to the largest websocket message to accept, in bytes (e.g. "
-            "1048576), or leave it out for 1 MiB.",
-        )
-        self.max_size: int = size or DEFAULT_MAX_SIZE
+        self.max_size = websocket_max_size(settings)
         self.senders = Senders(_Uncounted(), bridge.send_timeout)
 
 
@@ -111,11 +99,7 @@ async def serve_websocket(
     environ["wsgi.input"] = io.BytesIO()
     environ["wsgi.multiprocess"] = bridge.multiprocess
     environ[WEBSOCKET_KEY] = ws
-    started_at = time.monotonic()
-    if logger is not None:
-        ws.on_accept = lambda: logger(
-            environ, "101", [], 0, time.monotonic() - started_at
-        )
+    ws.log_to(logger, environ)  # 101 when accepted, the close code at the end
     ensure_watched(bridge.registry, task.get_loop() if task else None)
     response = _Refusal()
     bridge.websockets += 1
@@ -124,16 +108,13 @@ async def serve_websocket(
     finally:
         bridge.websockets -= 1
     if ws.accepted:
-        await ws.close()  # the view returned without closing: 1000
-        ws.end()  # closed by the client: granian waits for this to end TCP
-        if logger is not None:
-            code = str(ws.close_code)
-            logger(environ, code, [], 0, time.monotonic() - started_at)
+        # Closed (1000) if the view did not; given back to granian even if
+        # the client closed, since granian waits for that to end TCP.
+        await ws.finish()
         return
     status = response.status or "403 Forbidden"
     protocol.close(int(status[:3]))
-    if logger is not None:
-        logger(environ, status, [], 0, time.monotonic() - started_at)
+    ws.log(status)
 
 
 async def _run(

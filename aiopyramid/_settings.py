@@ -9,6 +9,11 @@ from pyramid.exceptions import ConfigurationError
 
 N = TypeVar("N", int, float)
 
+#: The largest websocket message unless ``aiopyramid.websocket.max_size``
+#: says otherwise, on every server that reads it: 1 MiB, the ``websockets``
+#: library's own default.
+DEFAULT_WEBSOCKET_MAX_SIZE = 2**20
+
 
 def positive_setting(
     settings: Mapping[str, Any], name: str, kind: Callable[[Any], N], advice: str
@@ -58,3 +63,19 @@ def limit_setting(
             f"{name} must be {what}, not {value!r}. {advice}"
         ) from None
     return number or None
+
+
+def websocket_max_size(settings: Mapping[str, Any]) -> int:
+    """``aiopyramid.websocket.max_size``: the largest websocket message, in bytes.
+
+    :data:`DEFAULT_WEBSOCKET_MAX_SIZE` when absent; anything but a positive
+    number raises :class:`~pyramid.exceptions.ConfigurationError`.
+    """
+    size = positive_setting(
+        settings,
+        "aiopyramid.websocket.max_size",
+        int,
+        "Set it to the largest websocket message to accept, in bytes (e.g. "
+        "1048576), or leave it out for 1 MiB.",
+    )
+    return size or DEFAULT_WEBSOCKET_MAX_SIZE

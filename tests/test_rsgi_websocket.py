@@ -200,6 +200,16 @@ def test_text_as_bytes_and_over_the_limit():
     assert protocol.closes == [1009]
 
 
+def test_a_bad_max_size_stops_the_application_with_its_advice():
+    """aiopyramid.websocket.max_size is read as the worker reads it: positive."""
+    from pyramid.exceptions import ConfigurationError
+
+    settings = {"aiopyramid.websocket.max_size": "-1"}
+    with pytest.raises(ConfigurationError, match="or leave it out for 1 MiB"):
+        make_rsgi_app(app(**settings))
+    assert make_rsgi_app(app()).websocket.max_size == 2**20
+
+
 def test_a_vanished_client_ends_recv_with_1006():
     """granian's ProtocolClosed in receive(): recv() returns None, code 1006."""
     lines = serve(ws_scope("/echo"), Protocol([]))

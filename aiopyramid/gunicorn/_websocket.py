@@ -30,6 +30,7 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
+from .._settings import DEFAULT_WEBSOCKET_MAX_SIZE
 from ..websocket._inbox import DEFAULT_MAX_QUEUE_BYTES, Inbox
 from ..websocket._sansio import Keepalive, MessageAssembler, server_protocol
 from ._denial import DENIAL_MESSAGES, Denial
@@ -38,8 +39,6 @@ __all__ = ["DEFAULT_WEBSOCKET_MAX_SIZE", "Settings", "Websocket"]
 
 Message = dict[str, Any]
 
-#: The largest message by default: the ``websockets`` library's own.
-DEFAULT_WEBSOCKET_MAX_SIZE = 2**20
 #: Bytes a client may send before its handshake is accepted (it should send
 #: none): reading pauses beyond this until the application decides.
 _EARLY_LIMIT = 65536

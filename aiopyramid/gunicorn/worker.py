@@ -75,7 +75,7 @@ try:
 
     from ._access import AccessLog, Logged
     from ._protocol import Protocol
-    from ._websocket import DEFAULT_WEBSOCKET_MAX_SIZE, Settings
+    from ._websocket import Settings
 except ImportError as error:  # pragma: no cover - depends on the installation
     raise ImportError(
         f"AsyncGunicornWorker needs gunicorn 27 or later and websockets 13 or "
@@ -85,7 +85,7 @@ except ImportError as error:  # pragma: no cover - depends on the installation
 from pyramid.settings import asbool
 
 from .._collector import DEFAULT_GC_THRESHOLD, collector_settings, tune_collector
-from .._settings import limit_setting, positive_setting
+from .._settings import limit_setting, websocket_max_size
 from .._watchdog import ensure_watched
 from ..asgi import ASGIBridge, Limits, make_asgi_app
 
@@ -246,14 +246,7 @@ class AsyncGunicornWorker(ASGIWorker):  # type: ignore[misc]
         option = self.cfg.settings["websocket_max_message_size"]
         if option.get() != option.default:
             return int(option.get())
-        size = positive_setting(
-            settings,
-            "aiopyramid.websocket.max_size",
-            int,
-            "Set it to the largest websocket message to accept, in bytes (e.g. "
-            "1048576), or leave it out for 1 MiB.",
-        )
-        return size or DEFAULT_WEBSOCKET_MAX_SIZE
+        return websocket_max_size(settings)
 
     def log_websocket(
         self,

@@ -20,26 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from .exceptions import WebsocketClosed
+from ._bridged import BridgedWebsocket
 
-__all__ = ["CLOSE", "TEXT", "RSGIWebsocket"]
+__all__ = ["CLOSE", "RSGIWebsocket"]
 
 log = logging.getLogger("aiopyramid.rsgi")
 
-#: RSGI's message kinds (``WebsocketMessage.kind``): a close, then text.
-CLOSE, TEXT = 0, 2
+#: RSGI's message kind (``WebsocketMessage.kind``) of a close.
+CLOSE = 0
 
 
-class RSGIWebsocket:
+class RSGIWebsocket(BridgedWebsocket):
     """One websocket connection on granian, as views see it (``ws``).
 
     ``max_size`` is the largest message handed to the view (``None``: up to
     granian's own 64 MiB); a larger one closes the connection (``1009``).
     ``senders`` (:class:`aiopyramid._sending.Senders`) keeps the send
     deadline; when it passes, ``task`` (the connection's) is cancelled.
+    :attr:`subprotocol` is always ``None``: granian's handshake cannot
+    announce one.
     """
 
     #: Logged once per process: the first subprotocol granian could not send.
@@ -53,6 +55,7 @@ class RSGIWebsocket:
         senders: Any = None,
         task: asyncio.Task[Any] | None = None,
     ) -> None:
+        super().__init__()
         self.scope = scope
         self.protocol = protocol
         self.max_size = max_size
@@ -61,18 +64,6 @@ class RSGIWebsocket:
         self._transport: Any = None
         self._sending = asyncio.Lock()
         self._ended = False
-        #: Whether the handshake has been accepted.
-        self.accepted = False
-        #: Whether the connection is closed (by either side).
-        self.closed = False
-        #: The close code once closed (1006 when the client vanished).
-        self.close_code: int | None = None
-        #: Always ``None``: granian's handshake cannot announce a subprotocol.
-        self.subprotocol: str | None = None
-        #: Deliver text frames as UTF-8 ``bytes`` too.
-        self.use_bytes = False
-        #: Called once the handshake is accepted (the adapter's access log).
-        self.on_accept: Callable[[], None] | None = None
         #: Whether the send deadline passed (the connection was cancelled).
         self.timed_out = False
 
@@ -82,16 +73,13 @@ class RSGIWebsocket:
         offered = self.scope.headers.get("sec-websocket-protocol") or ""
         return [name.strip() for name in offered.split(",") if name.strip()]
 
-    async def accept(
-        self,
-        subprotocol: str | None = None,
-        headers: Iterable[tuple[bytes, bytes]] = (),
+    async def _handshake(
+        self, subprotocol: str | None, headers: Iterable[tuple[bytes, bytes]]
     ) -> None:
-        """Complete the handshake (done by the mapper before the view runs).
+        """Accept on granian, which sends neither ``subprotocol`` nor ``headers``.
 
-        granian's handshake response has no room for ``subprotocol`` or
-        ``headers``: they are not sent, and a subprotocol is warned about
-        once, since the client will see none.
+        Its handshake response has no room for them; a subprotocol is warned
+        about once, since the client will see none.
         """
         if subprotocol is not None and not RSGIWebsocket._warned:
             RSGIWebsocket._warned = True
@@ -105,18 +93,8 @@ class RSGIWebsocket:
             )
         self._transport = await self.protocol.accept()
         self.accepted = True
-        if self.on_accept is not None:
-            self.on_accept()
 
-    async def recv(self) -> str | bytes | None:
-        """Wait for the next message; ``None`` once the connection has closed.
-
-        Text frames arrive as ``str`` (``bytes`` when :attr:`use_bytes` is
-        set), binary frames as ``bytes``.  Never raises for a close, clean or
-        not.  Only one coroutine may wait in ``recv()`` at a time.
-        """
-        if self.closed:
-            return None
+    async def _receive_one(self) -> str | bytes | None:
         try:
             message = await self._transport.receive()
         except RuntimeError:
@@ -131,24 +109,15 @@ class RSGIWebsocket:
             # the code itself is not handed over.
             self._closed(1005)
             return None
-        data = message.data
+        # str for a text message, bytes for a binary one.
+        data: str | bytes = message.data
         limit = self.max_size
         if limit is not None and len(data) > limit // 4 and _size(data) > limit:
             await self.close(1009)
             return None
-        if message.kind == TEXT and self.use_bytes:
-            return data.encode("utf-8")  # type: ignore[no-any-return]
-        return data  # type: ignore[no-any-return]
+        return data
 
-    async def send(self, message: str | bytes) -> None:
-        """Send ``message``: a text frame for ``str``, a binary frame for ``bytes``.
-
-        Raises :class:`~aiopyramid.websocket.exceptions.WebsocketClosed` if
-        the connection is closed; the mapper ends a view that lets it escape
-        quietly, and code that sends to many connections should catch it.
-        """
-        if self.closed:
-            raise WebsocketClosed(f"websocket closed with code {self.close_code}")
+    async def _send_one(self, message: str | bytes) -> None:
         # granian refuses a send while another is under way: one at a time
         # (a view and a broadcast may send to the same connection at once).
         async with self._sending:
@@ -161,25 +130,21 @@ class RSGIWebsocket:
                 else:
                     await self._transport.send_bytes(bytes(message))
             except RuntimeError as error:  # granian: the client is gone
-                self._closed(1006)
                 # The mapper tells a client gone from a bug by an OSError
                 # cause (as ASGI servers raise): granian's ProtocolClosed is
                 # a RuntimeError, so it is handed on as a ConnectionError.
                 gone = ConnectionError(f"granian: {error}")
-                raise WebsocketClosed("the client went away") from gone
+                raise self._gone() from gone
             finally:
                 if senders is not None:
                     senders.end(self)
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close with ``code``; does nothing if already closed.
+    async def _send_close(self, code: int, reason: str) -> None:
+        """Give the connection back (:meth:`end`): its close frame is empty.
 
         granian sends an empty close frame whatever ``code`` and ``reason``
         say: :attr:`close_code` keeps ``code`` for the access line.
         """
-        if self.closed:
-            return
-        self._closed(code)
         self.end()
 
     def end(self) -> None:
@@ -195,10 +160,6 @@ class RSGIWebsocket:
             self._ended = True
             self.protocol.close(self.close_code or 1000)
             self._transport = None
-
-    def _closed(self, code: int) -> None:
-        self.closed = True
-        self.close_code = code
 
     def time_out(self) -> None:
         """The client took nothing for the send deadline: end the connection."""

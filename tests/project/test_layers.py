@@ -72,6 +72,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid._rsgi_websocket",
         "aiopyramid.websocket._rsgi",
         "aiopyramid.websocket._asgi",
+        "aiopyramid.websocket._bridged",
         "aiopyramid.websocket.config",
         "aiopyramid.websocket.config._base",
         "aiopyramid.websocket.config._options",

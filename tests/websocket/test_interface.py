@@ -1,4 +1,4 @@
-"""Both ``ws`` objects implement the one declared interface, and the docs list it."""
+"""Every ``ws`` object implements the one declared interface, and the docs list it."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def test_the_interface_declares_what_views_use():
 def test_the_asgi_ws_is_a_websocket():
     """The ws of WebsocketMapper (gunicorn worker, ASGI servers) implements it."""
     ws = ASGIWebsocket({"type": "websocket"}, nothing, nothing)
+    assert isinstance(ws, Websocket)
+
+
+def test_the_rsgi_ws_is_a_websocket():
+    """The ws of WebsocketMapper under granian's RSGI implements it too."""
+    from types import SimpleNamespace
+
+    from aiopyramid.websocket._rsgi import RSGIWebsocket
+
+    ws = RSGIWebsocket(SimpleNamespace(path="/", headers={}), None)
     assert isinstance(ws, Websocket)
 
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._bridge import wait_for
-from .._asgi import WEBSOCKET_KEY, ASGIWebsocket
-from .._rsgi import RSGIWebsocket
+from .._asgi import ASGIWebsocket
+from .._bridged import WEBSOCKET_KEY, BridgedWebsocket
 from ..exceptions import WebsocketClosed
 from ..interface import Websocket
 from ._base import WebsocketMapperBase, not_a_websocket
@@ -34,9 +34,7 @@ from ._base import WebsocketMapperBase, not_a_websocket
 __all__ = ["ASGIWebsocket", "WebsocketMapper"]
 
 
-async def _serve(
-    run: Callable[[Websocket], Any], ws: ASGIWebsocket | RSGIWebsocket
-) -> None:
+async def _serve(run: Callable[[Websocket], Any], ws: BridgedWebsocket) -> None:
     """Run the view's coroutine (or plain call) for one connection, on the loop.
 
     A view that returns closes with ``1000``; one that raises with ``1011``
@@ -96,7 +94,7 @@ class WebsocketMapper(WebsocketMapperBase):
             # Pyramid's own tests call views with request=None: no websocket.
             ws = request.environ.get(WEBSOCKET_KEY) if request is not None else None
             # An ASGI server's connection, or granian's through aiopyramid.rsgi.
-            if not isinstance(ws, (ASGIWebsocket, RSGIWebsocket)):
+            if not isinstance(ws, BridgedWebsocket):
                 return not_a_websocket()
             refusal = self.refuse_origin(request)
             if refusal is not None:
