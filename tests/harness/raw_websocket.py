@@ -134,17 +134,20 @@ class RawClient:
         its close frame, or with frames of the client's unread, as
         granian does).
         """
+        return self.close_frame(timeout, reset_ok).code
+
+    def close_frame(self, timeout: float = WAIT, reset_ok: bool = False) -> Close:
+        """:meth:`closed_with`, but the whole close frame: code and reason."""
         frame = self.frame(timeout)
         while frame is not None and frame.opcode is not CLOSE:
             frame = self.frame(timeout)
         assert frame is not None, "TCP closed without a close frame"
-        code = Close.parse(frame.data).code
         try:
             assert self.frame(timeout) is None, "more after the close frame"
         except ConnectionResetError:
             if not reset_ok:
                 raise
-        return code
+        return Close.parse(frame.data)
 
     def close(self) -> None:
         """Close the socket."""

@@ -40,7 +40,6 @@ from tests.harness.uwsgi import uwsgi_for_tests
 pytestmark = pytest.mark.server
 import_required("websockets")
 
-from websockets.frames import Close  # noqa: E402
 
 from tests.harness.raw_websocket import (  # noqa: E402
     BINARY,
@@ -316,8 +315,7 @@ def test_close_between_fragments_ends_normally(client: RawClient) -> None:
 def test_client_close_code_and_reason_are_echoed(client: RawClient) -> None:
     """The server answers a close frame with the client's code and reason."""
     client.send(raw_frame(CLOSE, struct.pack("!H", 4001) + b"bye"))
-    frame = client.frame()
-    assert frame is not None and frame.opcode is CLOSE
-    close = Close.parse(frame.data)
+    # Then the server ends TCP (granian at once: the client's echo of the
+    # close frame may meet a reset, see closed_with).
+    close = client.close_frame(reset_ok=client_kind(client) == "granian")
     assert (close.code, close.reason) == (4001, "bye")
-    assert client.frame() is None  # and the server ends TCP
