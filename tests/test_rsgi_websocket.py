@@ -236,6 +236,33 @@ def test_the_send_deadline_ends_a_stuck_connection(caplog):
     assert "aiopyramid.send_timeout" in caplog.text
 
 
+def test_a_send_waiting_its_turn_on_a_connection_that_ends_raises_closed():
+    """A second sender queued behind a stuck one gets WebsocketClosed, not a crash.
+
+    A view and a broadcast may send to one connection at once; when the send
+    deadline ends it while the second waits for the first, the second learns
+    that the connection closed.
+    """
+    from aiopyramid.websocket._rsgi import RSGIWebsocket
+
+    async def run() -> tuple[Any, list[int]]:
+        protocol = Protocol(mode="stuck")
+        ws = RSGIWebsocket(Scope(), protocol)
+        await ws.accept()
+        first = asyncio.ensure_future(ws.send("first"))
+        second = asyncio.ensure_future(ws.send(b"second"))
+        await asyncio.sleep(0.01)  # the first is stuck, the second waits its turn
+        ws.time_out()
+        first.cancel()  # as the connection's task is cancelled
+        outcome = await asyncio.gather(second, return_exceptions=True)
+        return outcome[0], protocol.closes
+
+    error, closes = asyncio.run(run())
+    assert isinstance(error, WebsocketClosed), error
+    assert "1006" in str(error)
+    assert closes == [1006]
+
+
 def test_the_budget_refuses_with_503():
     """Past max_websockets the handshake gets 503 before the application runs."""
     protocol = Protocol()

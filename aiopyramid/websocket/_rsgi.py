@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._bridged import BridgedWebsocket
+from .exceptions import WebsocketClosed
 
 __all__ = ["CLOSE", "RSGIWebsocket"]
 
@@ -121,14 +122,19 @@ class RSGIWebsocket(BridgedWebsocket):
         # granian refuses a send while another is under way: one at a time
         # (a view and a broadcast may send to the same connection at once).
         async with self._sending:
+            transport = self._transport
+            if self.closed or transport is None:
+                # Closed while this send waited its turn (the deadline of the
+                # send before it passed, or the view closed meanwhile).
+                raise WebsocketClosed(f"websocket closed with code {self.close_code}")
             senders = self.senders
             if senders is not None:
                 senders.begin(self)
             try:
                 if isinstance(message, str):
-                    await self._transport.send_str(message)
+                    await transport.send_str(message)
                 else:
-                    await self._transport.send_bytes(bytes(message))
+                    await transport.send_bytes(bytes(message))
             except RuntimeError as error:  # granian: the client is gone
                 # The mapper tells a client gone from a bug by an OSError
                 # cause (as ASGI servers raise): granian's ProtocolClosed is
