@@ -135,6 +135,21 @@ def test_a_body_iterator_that_raises_is_a_client_gone():
     assert lines[0][1] == "499 Client Closed Request"
 
 
+def test_a_body_declared_too_large_is_refused_unread():
+    """A Content-Length over the limit: 413, and granian's body never opened."""
+
+    class Unread(Protocol):
+        def __aiter__(self):
+            raise AssertionError("the body was opened")
+
+    protocol = Unread()
+    scope = Scope("POST", headers=[("content-length", "11")])
+    lines = serve(text_app, scope, protocol, max_body_size=10)
+    assert protocol.answer[:2] == ("bytes", 413)
+    assert lines[0][1] == "413 Content Too Large"
+    assert lines[0][0]["wsgi.input"].read() == b""
+
+
 def test_a_file_without_a_path_is_streamed():
     """wsgi.file_wrapper around a file with no path: sent as chunks."""
 
