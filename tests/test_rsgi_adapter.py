@@ -9,12 +9,14 @@ under granian itself.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import logging
 from typing import Any
 
 import pytest
 
+from aiopyramid.asgi import make_asgi_app
 from aiopyramid.rsgi import make_rsgi_app
 
 
@@ -295,3 +297,14 @@ def test_the_address_cache_is_bounded(monkeypatch):
     assert len(_rsgi_http._addresses) < 1024
     assert _rsgi_http._address("[::1]:80") == ("::1", 80)
     assert _rsgi_http._address("unix") is None
+
+
+def test_make_rsgi_app_takes_the_options_of_make_asgi_app():
+    """make_rsgi_app has every option of make_asgi_app, as it is, and root_path."""
+    asgi = list(inspect.signature(make_asgi_app).parameters.values())
+    rsgi = list(inspect.signature(make_rsgi_app).parameters.values())
+    assert rsgi[:-1] == asgi
+    assert (rsgi[-1].name, rsgi[-1].kind) == (
+        "root_path",
+        inspect.Parameter.KEYWORD_ONLY,
+    )
