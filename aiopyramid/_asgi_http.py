@@ -24,13 +24,12 @@ from typing import Any
 from ._access_log import log_environ
 from ._asgi_response import Response, Watch
 from ._environ import BadRequest, Limits, environ_of_scope
-from ._failures import report_failure
 from ._greenlets import run_in_child_greenlet
 from ._response import call_app, stream_async
 from ._sending import READY, Senders
 from ._types import AccessLogger, Environ, Receive, Scope, Send, WSGIApp
 from ._watchdog import ensure_watched
-from ._wsgi_input import BodyTimeout, BodyTooLarge, read_body
+from ._wsgi_input import asgi_chunks, has_body, read_input
 
 log = logging.getLogger("aiopyramid.asgi")
 
@@ -98,30 +97,16 @@ class HTTPHalf:
             await response.refuse(400, f"Bad Request: {error}.")
             return None
         environ["wsgi.multiprocess"] = self.multiprocess
-        if self._has_body(scope, environ):
-            declared = environ.get("CONTENT_LENGTH", "")
-            limit = self.max_body_size
-            if limit is not None and declared.isdigit() and int(declared) > limit:
-                # Refused before the body is sent: a client that announced
-                # it would send too much is not made to send it first.
-                await response.refuse(413, "Request Entity Too Large.")
-                return environ
-            try:
-                body = await read_body(
-                    receive, self.max_body_size, timeout=self.body_timeout
-                )
-            except BodyTooLarge:
-                await response.refuse(413, "Request Entity Too Large.")
-                return environ
-            except BodyTimeout:
-                await response.refuse(408, "Request Timeout: the body stalled.")
-                return environ
-            if body is None:  # the client left before sending its body
-                return environ
-            environ["wsgi.input"] = body[0]
-            environ["CONTENT_LENGTH"] = str(body[1])
-        else:
+        if not has_body(environ):
             environ["wsgi.input"] = io.BytesIO()
+        elif not await read_input(
+            environ,
+            asgi_chunks(receive),
+            response.refuse,
+            self.max_body_size,
+            self.body_timeout,
+        ):
+            return environ  # refused, or the client left before sending it
         # Read already and rewound: WebOb need not copy it again to seek.
         environ["webob.is_body_seekable"] = True
         task = asyncio.current_task()
@@ -144,36 +129,16 @@ class HTTPHalf:
             elif result is not None:
                 await stream_async(result, response)
         except Exception as error:
-            lost, response.lost = response.lost, None  # (a cycle through it)
-            if error is lost:
-                # The server could not send: its client is gone, and the
-                # server knows (it raised).  Nothing failed here.
-                log.debug("Response not sent: %s: %s", type(error).__name__, error)
-                return environ
-            report_failure(environ, error)
-            if response.started:  # too late for a 500: the server cuts it off
+            # Answered 500 (unless the client is gone); re-raised once the
+            # response has started, too late for a 500: the server cuts it off.
+            if not await response.answer_failure(environ, error, log):
                 raise
-            await response.refuse(500, "Internal Server Error.")
         except asyncio.CancelledError:
-            if not (state.disconnected or response.timed_out) or task is None:
+            # Re-raised unless aiopyramid cancelled the request: its client went
+            # away, or stopped reading, and there is nobody to answer.
+            if not response.withdraw_cancel(state.disconnected):
                 raise
-            # Our own cancellation of a request whose client went away, or
-            # stopped reading: it has unwound; there is nobody to answer.
-            uncancel = getattr(task, "uncancel", None)
-            if uncancel is not None:  # Python 3.11+
-                uncancel()
         finally:
             state.stop()
             environ["wsgi.input"].close()
         return environ
-
-    def _has_body(self, scope: Scope, environ: Environ) -> bool:
-        length = environ.get("CONTENT_LENGTH")
-        if length is not None:
-            return bool(length != "0")
-        if "HTTP_TRANSFER_ENCODING" in environ:
-            return True
-        # HTTP/2 and 3 may send a body with neither header.
-        return scope.get("http_version", "1.1") not in ("1.0", "1.1") and (
-            environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS")
-        )

@@ -1,10 +1,11 @@
 """The response half of the ASGI bridge: the response as ASGI messages.
 
-One :class:`Response` per request (its WSGI side is
-:class:`aiopyramid._response.WSGIResponse`).  It also sends the bridge's
-own refusals (``400``, ``408``, ``413``, ``503``), and a logged ``500`` in
-place of a response whose headers could split it.  Its body goes to the
-server in pieces, each under the send deadline
+One :class:`Response` per request (on
+:class:`aiopyramid._task_response.TaskResponse`, shared with the RSGI
+adapter, and its WSGI side :class:`aiopyramid._response.WSGIResponse`).  It
+also sends the bridge's own refusals (``400``, ``408``, ``413``, ``503``),
+and a logged ``500`` in place of a response whose headers could split it.
+Its body goes to the server in pieces, each under the send deadline
 (:mod:`aiopyramid._sending`).  :class:`Watch` cancels a request whose client
 went away.
 """
@@ -15,8 +16,8 @@ import asyncio
 import weakref
 from typing import Any, ClassVar
 
-from ._response import WSGIResponse
 from ._sending import H2_PIECE, PIECE, Ready, Senders
+from ._task_response import TaskResponse
 from ._types import (
     BodyType,
     Receive,
@@ -28,26 +29,19 @@ from ._types import (
 from .exceptions import DISCONNECT_MESSAGE
 
 
-class Response(WSGIResponse):
+class Response(TaskResponse):
     """A response sent as ASGI messages through the server's ``send``.
 
     With ``senders``, each piece of the body is sent under their deadline,
     without holding a request slot; ``task`` is the request's, cancelled
     when the deadline passes (:attr:`timed_out` then says so).  ``ready``
     (the server's :data:`~aiopyramid._sending.READY` extension) says when
-    the connection can take the next piece.
+    the connection can take the next piece.  What ``send`` raises is kept
+    in :attr:`lost`: the client is gone (ASGI 2.4 says so with an
+    ``OSError``; gunicorn's HTTP/2 with errors of its own).
     """
 
-    __slots__ = (
-        "_send",
-        "head_out",
-        "lost",
-        "piece",
-        "ready",
-        "senders",
-        "task",
-        "timed_out",
-    )
+    __slots__ = ("_send", "head_out", "piece", "ready")
 
     #: The ASGI message types of the head and of each body chunk.
     START: ClassVar[StartType] = "http.response.start"
@@ -62,21 +56,13 @@ class Response(WSGIResponse):
         http2: bool = False,
         ready: Ready | None = None,
     ) -> None:
-        super().__init__()
+        TaskResponse.__init__(self, senders, task)  # (not super(): see there)
         self._send = send
-        self.senders = senders
-        self.task = task
         self.piece = H2_PIECE if http2 else PIECE
         #: The server's :data:`~aiopyramid._sending.READY` extension, if any.
         self.ready = ready
         #: Whether a body message (and so the head) went to the server.
         self.head_out = False
-        #: Whether the request was cancelled because its client stopped reading.
-        self.timed_out = False
-        #: What the server's ``send`` raised, if it did: the client is gone
-        #: (ASGI 2.4 says so with an ``OSError``; gunicorn's HTTP/2 with
-        #: errors of its own), which is no failure of the application's.
-        self.lost: BaseException | None = None
 
     async def _start(self) -> None:
         if not self.head_is_safe():
@@ -118,10 +104,7 @@ class Response(WSGIResponse):
         The piece is cut once the server's connection can take it, so that
         a response waiting for its client holds no copy of its own.
         """
-        senders = self.senders
-        if senders is not None:
-            senders.begin(self)
-        try:
+        with self:  # no slot held, under the send deadline (TaskResponse)
             ready = self.ready
             if ready is not None:
                 if not self.head_out:
@@ -142,19 +125,6 @@ class Response(WSGIResponse):
                 data = data[start : start + self.piece]
             body: ResponseBody = {"type": self.BODY, "body": data, "more_body": more}
             await self._send(body)
-        except Exception as error:
-            self.lost = error
-            raise
-        finally:
-            if senders is not None:
-                senders.end(self)
-
-    def time_out(self) -> None:
-        """The client took nothing for the send deadline: cancel the request."""
-        task = self.task
-        if task is not None and not task.done():
-            self.timed_out = True
-            task.cancel()
 
     async def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of the bridge's own and close."""

@@ -30,6 +30,7 @@ _BRIDGE_FILES = frozenset(
         "_asgi_http.py",
         "_asgi_websocket.py",
         "_asgi_response.py",
+        "_task_response.py",
         "rsgi.py",
         "_rsgi_http.py",
         "_rsgi_response.py",

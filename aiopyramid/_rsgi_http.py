@@ -25,13 +25,12 @@ from typing import Any
 
 from ._access_log import line_environ
 from ._environ import BadRequest, Limits, build_environ
-from ._failures import report_failure
 from ._greenlets import run_in_child_greenlet
 from ._response import FileWrapper, call_app, stream_async
 from ._rsgi_response import RSGIResponse, RSGIWatch
 from ._types import Environ
 from ._watchdog import ensure_watched
-from ._wsgi_input import BodyTimeout, BodyTooLarge, read_chunks
+from ._wsgi_input import declared_length, has_body, read_input
 
 __all__ = ["environ_of_rsgi", "line_environ_of_rsgi", "serve_http"]
 
@@ -114,16 +113,21 @@ class _Body:
     trailers, which granian ends the same way (docs/security.rst).
     """
 
-    __slots__ = ("chunks", "expected", "size")
+    __slots__ = ("chunks", "expected", "protocol", "size")
 
-    def __init__(self, protocol: Any, expected: int | None) -> None:
-        self.chunks = protocol.__aiter__()
-        self.expected = expected
+    def __init__(self, protocol: Any, environ: Environ) -> None:
+        self.protocol = protocol
+        #: granian's iterator, once the body is read (not before a refusal).
+        self.chunks: Any = None
+        self.expected = declared_length(environ)
         self.size = 0
 
     async def __call__(self) -> tuple[bytes, bool] | None:
+        chunks = self.chunks
+        if chunks is None:
+            chunks = self.chunks = self.protocol.__aiter__()
         try:
-            chunk = await self.chunks.__anext__()
+            chunk = await chunks.__anext__()
             if chunk:
                 self.size += len(chunk)
                 return chunk, True
@@ -186,11 +190,17 @@ async def _serve(
         return None
     environ["wsgi.multiprocess"] = bridge.multiprocess
     environ["wsgi.file_wrapper"] = FileWrapper
-    if not _has_body(scope, environ):
+    if not has_body(environ):
         # Most requests: nothing to wait for, so no coroutine to await.
         environ["wsgi.input"] = io.BytesIO()
-    elif not await _read_body(bridge, protocol, environ, response):
-        return environ
+    elif not await read_input(
+        environ,
+        _Body(protocol, environ),
+        response.refuse,
+        bridge.max_body_size,
+        bridge.body_timeout,
+    ):
+        return environ  # refused, or the client left before sending it all
     # Read already and rewound: WebOb need not copy it again to seek.
     environ["webob.is_body_seekable"] = True
     task = response.task
@@ -213,70 +223,19 @@ async def _serve(
         elif result is not None:
             await stream_async(result, response)
     except Exception as error:
-        lost, response.lost = response.lost, None  # (a cycle through it)
-        if error is lost:
-            # granian could not send: its client is gone.  Nothing failed here.
-            log.debug("Response not sent: %s: %s", type(error).__name__, error)
-            return environ
-        report_failure(environ, error)
-        if response.started:  # too late for a 500: the server cuts it off
+        # Answered 500 (unless the client is gone); re-raised once the
+        # response has started, too late for a 500: granian cuts it off.
+        if not await response.answer_failure(environ, error, log):
             raise
-        response.refuse(500, "Internal Server Error.")
     except asyncio.CancelledError:
-        if not (watch.disconnected or response.timed_out) or task is None:
+        # Re-raised unless aiopyramid cancelled the request: its client went
+        # away, or stopped reading, and there is nobody to answer.
+        if not response.withdraw_cancel(watch.disconnected):
             raise
-        # Our own cancellation of a request whose client went away, or
-        # stopped reading: it has unwound; there is nobody to answer.
-        uncancel = getattr(task, "uncancel", None)
-        if uncancel is not None:  # Python 3.11+
-            uncancel()
     finally:
         watch.stop()
         environ["wsgi.input"].close()
     return environ
-
-
-def _has_body(scope: Any, environ: Environ) -> bool:
-    """Whether the request has a body to read."""
-    declared = environ.get("CONTENT_LENGTH")
-    if declared is not None:
-        return bool(declared != "0")
-    # HTTP/2 and 3 may send a body with neither header.
-    return "HTTP_TRANSFER_ENCODING" in environ or (
-        scope.http_version not in ("1", "1.0", "1.1")
-        and environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS")
-    )
-
-
-async def _read_body(
-    bridge: Any, protocol: Any, environ: Environ, response: RSGIResponse
-) -> bool:
-    """Put the body in ``wsgi.input``; ``False`` if refused or the client left."""
-    declared = environ.get("CONTENT_LENGTH")
-    limit = bridge.max_body_size
-    length = int(declared) if declared is not None and declared.isdigit() else None
-    if limit is not None and length is not None and length > limit:
-        # Refused before the body is sent: a client that announced it would
-        # send too much is not made to send it first.
-        response.refuse(413, "Request Entity Too Large.")
-        environ["wsgi.input"] = io.BytesIO()
-        return False
-    try:
-        body = await read_chunks(
-            _Body(protocol, length), limit, timeout=bridge.body_timeout
-        )
-    except BodyTooLarge:
-        response.refuse(413, "Request Entity Too Large.")
-        body = None
-    except BodyTimeout:
-        response.refuse(408, "Request Timeout: the body stalled.")
-        body = None
-    if body is None:  # refused, or the client left before sending it all
-        environ["wsgi.input"] = io.BytesIO()
-        return False
-    environ["wsgi.input"], size = body
-    environ["CONTENT_LENGTH"] = str(size)
-    return True
 
 
 async def _send_file(wrapped: FileWrapper, response: RSGIResponse) -> None:

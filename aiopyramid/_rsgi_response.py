@@ -1,12 +1,14 @@
 """The response half of the RSGI adapter: the response as granian's calls.
 
-One :class:`RSGIResponse` per request (its WSGI side is
-:class:`aiopyramid._response.WSGIResponse`, shared with every server).  A
-whole body goes out in one ``protocol.response_bytes`` call with its head; a
-body produced in chunks goes through ``protocol.response_stream``, a piece
-at a time under the send deadline (:mod:`aiopyramid._sending`); a file
-wrapped by ``wsgi.file_wrapper`` goes to ``protocol.response_file``.  The
-adapter's own refusals (``400``, ``408``, ``413``, ``503``) and the logged
+One :class:`RSGIResponse` per request (on
+:class:`aiopyramid._task_response.TaskResponse`, shared with the ASGI
+bridge, and its WSGI side :class:`aiopyramid._response.WSGIResponse`, shared
+with every server).  A whole body goes out in one
+``protocol.response_bytes`` call with its head; a body produced in chunks
+goes through ``protocol.response_stream``, a piece at a time under the send
+deadline (:mod:`aiopyramid._sending`); a file wrapped by
+``wsgi.file_wrapper`` goes to ``protocol.response_file``.  The adapter's
+own refusals (``400``, ``408``, ``413``, ``503``) and the logged
 ``500`` that replaces a head that could split the response are sent the
 same way.  :class:`RSGIWatch` cancels a request whose client went away.
 """
@@ -17,21 +19,22 @@ import asyncio
 from typing import Any
 
 from ._asgi_response import Watch
-from ._response import WSGIResponse
 from ._sending import PIECE, Senders, pieces
+from ._task_response import TaskResponse
 
 __all__ = ["RSGIResponse", "RSGIWatch"]
 
 
-class RSGIResponse(WSGIResponse):
+class RSGIResponse(TaskResponse):
     """A response sent through an RSGI ``protocol`` (granian's).
 
     With ``senders``, each streamed piece is handed over under their
     deadline, without holding a request slot; ``task`` is the request's,
     cancelled when the deadline passes (:attr:`timed_out` then says so).
+    What the transport raises is kept in :attr:`lost`: the client is gone.
     """
 
-    __slots__ = ("lost", "protocol", "senders", "task", "timed_out", "transport")
+    __slots__ = ("protocol", "transport")
 
     def __init__(
         self,
@@ -39,17 +42,10 @@ class RSGIResponse(WSGIResponse):
         senders: Senders | None = None,
         task: asyncio.Task[Any] | None = None,
     ) -> None:
-        super().__init__()
+        TaskResponse.__init__(self, senders, task)  # (not super(): see there)
         self.protocol = protocol
-        self.senders = senders
-        self.task = task
         #: The stream of a body sent in chunks, once its head is out.
         self.transport: Any = None
-        #: Whether the request was cancelled because its client stopped reading.
-        self.timed_out = False
-        #: What the transport raised, if it did: the client is gone, which is
-        #: no failure of the application's.
-        self.lost: BaseException | None = None
 
     def _head(self) -> tuple[int, list[tuple[str, str]]] | None:
         """The status and headers to send; ``None`` once replaced by a ``500``."""
@@ -95,17 +91,8 @@ class RSGIResponse(WSGIResponse):
 
     async def _put(self, transport: Any, piece: bytes) -> None:
         """Hand ``piece`` to the server, under the send deadline."""
-        senders = self.senders
-        if senders is not None:
-            senders.begin(self)
-        try:
+        with self:  # no slot held, under the send deadline (TaskResponse)
             await transport.send_bytes(piece)
-        except Exception as error:
-            self.lost = error
-            raise
-        finally:
-            if senders is not None:
-                senders.end(self)
 
     def send_file(self, path: str) -> bool:
         """Send the file at ``path`` as the whole body; ``False`` if replaced."""
@@ -115,13 +102,6 @@ class RSGIResponse(WSGIResponse):
         self.discard = True
         self.protocol.response_file(head[0], head[1], path)
         return True
-
-    def time_out(self) -> None:
-        """The client took nothing for the send deadline: cancel the request."""
-        task = self.task
-        if task is not None and not task.done():
-            self.timed_out = True
-            task.cancel()
 
     def refuse(self, status: int, text: str) -> None:
         """Send a whole plain-text response of the adapter's own."""

@@ -8,18 +8,30 @@ file, so a large upload costs disk, not memory.  A declared
 ``Content-Length`` over the limit is refused before the client sends the body
 (a client that sent ``Expect: 100-continue`` never gets its ``100``); a
 chunked body is refused as soon as it grows past the limit.
+
+:func:`read_input` is what the ASGI bridge and the RSGI adapter do with a
+request's body (:func:`has_body` says whether there is one): read it into
+the environ, or refuse it (``413``, ``408``) through the adapter's own
+``refuse``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
+from ._types import Environ
 from .exceptions import AiopyramidError
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: How a server adapter answers with a refusal of its own (the status and a
+#: plain text): at once (``None``), or through an awaitable to await (the
+#: ASGI bridge's, whose ``send`` is a coroutine).
+Refuse = Callable[[int, str], "Awaitable[None] | None"]
 
 #: Bodies larger than this many bytes are kept in a temporary file.
 SPOOL_SIZE = 1024 * 1024
@@ -33,9 +45,25 @@ class BodyTimeout(Exception):
     """The client stopped sending its body for too long (answered 408)."""
 
 
+#: The answers to a body over the limit, and to one that stalled.
+_TOO_LARGE = (413, "Request Entity Too Large.")
+_STALLED = (408, "Request Timeout: the body stalled.")
+
 #: What a server's body reader gives: the next chunk and whether more follow,
 #: or ``None`` when the client left before the end.
 Chunks = Callable[[], Awaitable["tuple[bytes, bool] | None"]]
+
+
+def asgi_chunks(receive: Receive) -> Chunks:
+    """The body's pieces from an ASGI ``receive`` callable, as :data:`Chunks`."""
+
+    async def chunk() -> tuple[bytes, bool] | None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        return message.get("body", b""), bool(message.get("more_body", False))
+
+    return chunk
 
 
 async def read_body(
@@ -45,14 +73,7 @@ async def read_body(
     timeout: float | None = None,
 ) -> tuple[IO[bytes], int] | None:
     """:func:`read_chunks` from an ASGI ``receive`` callable."""
-
-    async def chunk() -> tuple[bytes, bool] | None:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        return message.get("body", b""), bool(message.get("more_body", False))
-
-    return await read_chunks(chunk, limit, spool_size, timeout)
+    return await read_chunks(asgi_chunks(receive), limit, spool_size, timeout)
 
 
 async def read_chunks(
@@ -97,6 +118,66 @@ async def read_chunks(
         target.write(chunk)
     target.seek(0)
     return target, size
+
+
+def declared_length(environ: Environ) -> int | None:
+    """The body's length as its ``Content-Length`` says; ``None`` without one."""
+    declared = environ.get("CONTENT_LENGTH")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+def has_body(environ: Environ) -> bool:
+    """Whether the request of ``environ`` has a body to read."""
+    declared = environ.get("CONTENT_LENGTH")
+    if declared is not None:
+        return bool(declared != "0")
+    # HTTP/2 and 3 may send a body with neither header.
+    return "HTTP_TRANSFER_ENCODING" in environ or (
+        environ["SERVER_PROTOCOL"] not in ("HTTP/1.0", "HTTP/1.1")
+        and environ["REQUEST_METHOD"] not in ("GET", "HEAD", "OPTIONS")
+    )
+
+
+async def read_input(
+    environ: Environ,
+    chunks: Chunks,
+    refuse: Refuse,
+    limit: int | None,
+    timeout: float | None,
+) -> bool:
+    """Read the request's body into ``environ``; ``False`` if it is not there.
+
+    The body (``chunks``, as :func:`read_chunks` takes them) becomes
+    ``wsgi.input`` and its size ``CONTENT_LENGTH``.  Not read, it is
+    refused through ``refuse``: ``413`` past ``limit`` bytes, declared or
+    sent (``None``: no limit), ``408`` when it stalls for ``timeout``
+    seconds; or its client left before the end, and nobody is answered.
+    ``wsgi.input`` is then empty.
+    """
+    body = None
+    refusal: tuple[int, str] | None = None
+    length = declared_length(environ)
+    if limit is not None and length is not None and length > limit:
+        # Refused before the body is sent: a client that announced it would
+        # send too much is not made to send it first.
+        refusal = _TOO_LARGE
+    else:
+        try:
+            body = await read_chunks(chunks, limit, timeout=timeout)
+        except BodyTooLarge:
+            refusal = _TOO_LARGE
+        except BodyTimeout:
+            refusal = _STALLED
+    if refusal is not None:
+        refusing = refuse(*refusal)
+        if refusing is not None:
+            await refusing
+    if body is None:  # refused, or the client left before sending it all
+        environ["wsgi.input"] = io.BytesIO()
+        return False
+    environ["wsgi.input"], size = body
+    environ["CONTENT_LENGTH"] = str(size)
+    return True
 
 
 def make_seekable(request: Any) -> None:

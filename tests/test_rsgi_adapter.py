@@ -9,12 +9,14 @@ under granian itself.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import logging
 from typing import Any
 
 import pytest
 
+from aiopyramid.asgi import make_asgi_app
 from aiopyramid.rsgi import make_rsgi_app
 
 
@@ -133,6 +135,21 @@ def test_a_body_iterator_that_raises_is_a_client_gone():
     lines = serve(text_app, scope, protocol)
     assert protocol.answer is None
     assert lines[0][1] == "499 Client Closed Request"
+
+
+def test_a_body_declared_too_large_is_refused_unread():
+    """A Content-Length over the limit: 413, and granian's body never opened."""
+
+    class Unread(Protocol):
+        def __aiter__(self):
+            raise AssertionError("the body was opened")
+
+    protocol = Unread()
+    scope = Scope("POST", headers=[("content-length", "11")])
+    lines = serve(text_app, scope, protocol, max_body_size=10)
+    assert protocol.answer[:2] == ("bytes", 413)
+    assert lines[0][1] == "413 Content Too Large"
+    assert lines[0][0]["wsgi.input"].read() == b""
 
 
 def test_a_file_without_a_path_is_streamed():
@@ -280,3 +297,14 @@ def test_the_address_cache_is_bounded(monkeypatch):
     assert len(_rsgi_http._addresses) < 1024
     assert _rsgi_http._address("[::1]:80") == ("::1", 80)
     assert _rsgi_http._address("unix") is None
+
+
+def test_make_rsgi_app_takes_the_options_of_make_asgi_app():
+    """make_rsgi_app has every option of make_asgi_app, as it is, and root_path."""
+    asgi = list(inspect.signature(make_asgi_app).parameters.values())
+    rsgi = list(inspect.signature(make_rsgi_app).parameters.values())
+    assert rsgi[:-1] == asgi
+    assert (rsgi[-1].name, rsgi[-1].kind) == (
+        "root_path",
+        inspect.Parameter.KEYWORD_ONLY,
+    )

@@ -64,6 +64,7 @@ LAYERS: list[set[str]] = [
         "aiopyramid.asgi",
         "aiopyramid._asgi_response",
         "aiopyramid._response",
+        "aiopyramid._task_response",
         "aiopyramid._asgi_http",
         "aiopyramid._asgi_websocket",
         "aiopyramid.rsgi",
