@@ -9,9 +9,10 @@ file, so a large upload costs disk, not memory.  A declared
 (a client that sent ``Expect: 100-continue`` never gets its ``100``); a
 chunked body is refused as soon as it grows past the limit.
 
-:func:`read_input` is what the ASGI bridge and the RSGI adapter do with a
-request's body (:func:`has_body` says whether there is one): read it into
-the environ, or refuse it (``413``, ``408``) through the adapter's own
+:func:`read_input` is what every server adapter (the gunicorn worker, the
+ASGI bridge, the RSGI adapter) does with a request's body
+(:func:`has_body` says whether the bridges have one): read it into the
+environ, or refuse it (``413``, ``408``) through the adapter's own
 ``refuse``.
 """
 
@@ -64,16 +65,6 @@ def asgi_chunks(receive: Receive) -> Chunks:
         return message.get("body", b""), bool(message.get("more_body", False))
 
     return chunk
-
-
-async def read_body(
-    receive: Receive,
-    limit: int | None,
-    spool_size: int = SPOOL_SIZE,
-    timeout: float | None = None,
-) -> tuple[IO[bytes], int] | None:
-    """:func:`read_chunks` from an ASGI ``receive`` callable."""
-    return await read_chunks(asgi_chunks(receive), limit, spool_size, timeout)
 
 
 async def read_chunks(

@@ -31,7 +31,7 @@ from .._failures import report_failure
 from .._greenlets import run_in_child_greenlet
 from .._response import call_app, stream_async
 from .._sending import PIECE
-from .._wsgi_input import BodyTimeout, BodyTooLarge, read_body
+from .._wsgi_input import asgi_chunks, read_input
 from ..exceptions import DISCONNECT_MESSAGE
 from ._response import DirectResponse
 
@@ -174,32 +174,18 @@ class DirectHTTP:
         environ: dict[str, Any],
         response: DirectResponse,
     ) -> bool:
-        """Read the body into ``wsgi.input``; ``False`` if it was refused instead."""
-        limit = bridge.max_body_size
-        if limit is not None and request.content_length > limit:
-            # Refused before the body is sent: a client that announced it
-            # would send too much is not made to send it first.
-            response.refuse(413, "Request Entity Too Large.")
-            return False
-        try:
-            body = await read_body(
-                self._body_receiver.receive,  # type: ignore[attr-defined]
-                limit,
-                timeout=bridge.body_timeout,
-            )
-        except BodyTooLarge:
-            response.refuse(413, "Request Entity Too Large.")
-            return False
-        except BodyTimeout:
-            response.refuse(408, "Request Timeout: the body stalled.")
-            return False
-        if body is None:  # the client left before sending its body
-            response.close = True
-            return False
-        environ["wsgi.input"].close()
-        environ["wsgi.input"], size = body
-        environ["CONTENT_LENGTH"] = str(size)
-        return True
+        """Read the body into ``wsgi.input``; ``False`` if it was refused instead.
+
+        A body refused (``413``, ``408``) or cut off by a client that left
+        ends the connection: what is left of it is never read.
+        """
+        chunks = asgi_chunks(self._body_receiver.receive)  # type: ignore[attr-defined]
+        if await read_input(
+            environ, chunks, response.refuse, bridge.max_body_size, bridge.body_timeout
+        ):
+            return True
+        response.close = True  # (a refusal has set it already)
+        return False
 
     def _client_gone(self) -> None:
         """The client left mid-request: cancel the request, as the bridge does."""
