@@ -29,6 +29,7 @@ from ._response import WSGIResponse, call_app
 from ._rsgi_http import environ_of_rsgi, line_environ_of_rsgi
 from ._sending import Senders
 from ._settings import websocket_max_size
+from ._task_response import uncancel
 from ._types import Environ
 from ._watchdog import ensure_watched
 from .websocket._bridged import WEBSOCKET_KEY
@@ -145,6 +146,4 @@ async def _run(
             raise
         # Our own cancellation of a connection whose client took nothing
         # for the send deadline: it has unwound, and is closed.
-        uncancel = getattr(task, "uncancel", None)
-        if uncancel is not None:  # Python 3.11+
-            uncancel()
+        uncancel(task)

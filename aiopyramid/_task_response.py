@@ -23,7 +23,19 @@ from ._sending import Senders
 from ._types import Environ
 from ._wsgi_input import Refuse
 
-__all__ = ["TaskResponse"]
+__all__ = ["TaskResponse", "uncancel"]
+
+
+def uncancel(task: asyncio.Task[Any] | None) -> None:
+    """Take back one cancellation of ``task`` that aiopyramid made and handled.
+
+    The request (or connection) has unwound and nobody is left to answer:
+    the server's task goes on as if never cancelled (Python 3.11+;
+    earlier Pythons count no cancellations, so there is nothing to undo).
+    """
+    withdraw = getattr(task, "uncancel", None)
+    if withdraw is not None:
+        withdraw()
 
 
 class TaskResponse(WSGIResponse):
@@ -122,7 +134,5 @@ class TaskResponse(WSGIResponse):
         task = self.task
         if task is None or not (disconnected or self.timed_out):
             return False
-        uncancel = getattr(task, "uncancel", None)
-        if uncancel is not None:  # Python 3.11+
-            uncancel()
+        uncancel(task)
         return True

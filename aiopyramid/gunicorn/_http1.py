@@ -31,6 +31,7 @@ from .._failures import report_failure
 from .._greenlets import run_in_child_greenlet
 from .._response import call_app, stream_async
 from .._sending import PIECE
+from .._task_response import uncancel
 from .._wsgi_input import asgi_chunks, read_input
 from ..exceptions import DISCONNECT_MESSAGE
 from ._response import DirectResponse
@@ -76,9 +77,7 @@ class DirectHTTP:
             # has unwound, and there is nobody to answer.
             response.close = True
             self._client_left = False
-            uncancel = getattr(asyncio.current_task(), "uncancel", None)
-            if uncancel is not None:  # Python 3.11+
-                uncancel()
+            uncancel(asyncio.current_task())
         except Exception as error:  # a gunicorn hook, or reading the body
             if environ is None:
                 environ = _line_environ(request, peername)
